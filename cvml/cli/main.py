@@ -1,0 +1,75 @@
+"""The `cvml` entry point: registers the thin subcommands and renders errors in one place.
+
+No torch/transformers import may happen at import time of anything under `cvml.cli`:
+`cvml --help` must stay fast (tests/test_cli_import.py checks it in a subprocess).
+"""
+
+from __future__ import annotations
+
+import os
+
+import typer
+from typer.core import TyperGroup
+
+from cvml import __version__
+from cvml.cli import finetune, models, tiny, validate
+from cvml.errors import CvmlError, RecipeError
+
+
+def render_error(exc: CvmlError) -> None:
+    """Print a CvmlError as message (+ every recipe problem) + hint, on stderr."""
+    from cvml.cli._output import err
+
+    err.print(f"[bold red]Error:[/] {exc.message}", highlight=False, soft_wrap=True)
+    if isinstance(exc, RecipeError):
+        for path, msg in exc.problems:
+            err.print(f"  • [bold]{path}[/]: {msg}", highlight=False, soft_wrap=True)
+    if exc.hint:
+        err.print(f"[yellow]Hint:[/] {exc.hint}", highlight=False, soft_wrap=True)
+
+
+class _CvmlGroup(TyperGroup):
+    """Root group: every CvmlError raised below it becomes message + hint + exit code."""
+
+    def invoke(self, ctx):  # noqa: D102 - click API
+        try:
+            return super().invoke(ctx)
+        except CvmlError as exc:
+            if os.environ.get("CVML_DEBUG") == "1":
+                raise
+            render_error(exc)
+            ctx.exit(exc.exit_code)
+
+
+app = typer.Typer(
+    name="cvml",
+    cls=_CvmlGroup,
+    help="Curate, fine-tune, quantize, bench, serve and A/B-test the models behind a CV product.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"cvml {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version."),
+) -> None:
+    """cvml — the lifecycle of CV-rewriting language models, from data to A/B test."""
+
+
+app.command("validate")(validate.validate)
+app.command("finetune")(finetune.finetune)
+app.add_typer(models.app, name="models")
+app.add_typer(tiny.app, name="tiny")
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()

@@ -1,0 +1,255 @@
+"""The recipe: one YAML file per experiment, validated by pydantic with `extra="forbid"`.
+
+Precedence, stated once: defaults < YAML < `--set a.b=c` < explicit CLI flags.
+All problems of a file are reported together, each with its dotted path, and unknown
+keys get a "did you mean". Each subcommand reads its own section.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from cvml.errors import RecipeError
+
+
+class Section(BaseModel):
+    """Every recipe section refuses keys it does not know."""
+
+    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+
+
+class ModelSpec(Section):
+    base: str = Field(description="Hub id or local folder of the base model (loaded with from_pretrained).")
+    revision: str | None = Field(None, description="Hub revision (branch, tag or commit) of `base`.")
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
+        "auto", description="Weight dtype; auto = bfloat16 on a GPU that supports it, else float32."
+    )
+    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="Where to train; cuda fails clearly without a GPU.")
+    attn_implementation: Literal["sdpa", "eager", "flash_attention_2"] = Field(
+        "sdpa", description="Attention kernel. sdpa and eager honour packed-sequence boundaries."
+    )
+    load_in_4bit: bool = Field(False, description="QLoRA: load the base in 4-bit NF4 (bitsandbytes, CUDA only).")
+    trust_remote_code: bool = Field(False, description="Allow model code from the hub (off unless you trust it).")
+
+
+class DataSpec(Section):
+    train: str = Field(description="Training records: a .jsonl or .parquet file, or a folder holding train.*")
+    validation: str | None = Field(
+        None, description="Validation records; when absent, a group-disjoint slice of `train` is held out."
+    )
+    validation_fraction: float = Field(
+        0.1, gt=0, lt=0.5, description="Share of groups held out for validation when `validation` is absent."
+    )
+    max_seq_len: int = Field(512, ge=32, description="Longest tokenized example; longer ones are quarantined.")
+    max_examples: int | None = Field(None, ge=1, description="Use only the first N valid training records.")
+
+
+class LoraSpec(Section):
+    r: int = Field(16, ge=1, description="LoRA rank.")
+    alpha: int = Field(32, ge=1, description="LoRA scaling numerator (scale = alpha / r).")
+    dropout: float = Field(0.05, ge=0, lt=1, description="Dropout on the LoRA input.")
+    target_modules: list[str] | Literal["all-linear"] = Field(
+        "all-linear", description="Module names to adapt, or all-linear."
+    )
+
+
+class EarlyStoppingSpec(Section):
+    patience: int = Field(3, ge=1, description="Evaluations without improvement before stopping.")
+    min_delta: float = Field(0.0, ge=0, description="Smallest eval-loss drop that counts as improvement.")
+
+
+class TrainSpec(Section):
+    method: Literal["lora", "full"] = Field("lora", description="LoRA adapters (PEFT) or full fine-tuning.")
+    lora: LoraSpec = Field(default_factory=LoraSpec)
+    epochs: float = Field(1.0, gt=0, description="Passes over the training set (ignored when max_steps is set).")
+    max_steps: int | None = Field(None, ge=1, description="Optimizer steps; overrides epochs.")
+    micro_batch_size: int = Field(4, ge=1, description="Rows per forward pass per process (a packed row holds many examples).")
+    grad_accum: int = Field(1, ge=1, description="Micro-batches per optimizer step.")
+    lr: float = Field(2e-4, gt=0, description="Peak learning rate.")
+    weight_decay: float = Field(0.0, ge=0)
+    warmup_ratio: float = Field(0.05, ge=0, lt=1, description="Share of steps with linear warm-up.")
+    scheduler: Literal["cosine", "linear", "constant"] = Field("cosine", description="Schedule after warm-up.")
+    max_grad_norm: float | None = Field(1.0, gt=0, description="Gradient clipping; null disables it.")
+    packing: bool = Field(True, description="Pack examples into rows of max_seq_len with no cross-example attention.")
+    eval_every: int = Field(50, ge=1, description="Evaluate on the validation split every N optimizer steps.")
+    save_every: int = Field(50, ge=1, description="Write a resumable checkpoint every N optimizer steps.")
+    keep_checkpoints: int = Field(2, ge=1, description="How many recent checkpoints to keep.")
+    log_every: int = Field(5, ge=1, description="Log loss and lr every N optimizer steps.")
+    early_stopping: EarlyStoppingSpec | None = Field(None, description="Stop when eval loss stops improving.")
+    output_dir: str = Field("runs/{name}", description="Run folder; {name} is the recipe name.")
+    mixed_precision: Literal["no", "bf16", "fp16"] = Field("no", description="Accelerate mixed precision (GPU).")
+    gradient_checkpointing: bool = Field(False, description="Trade compute for activation memory.")
+    accelerate_config: str | None = Field(
+        None, description="accelerate config YAML for multi-GPU runs (DDP/FSDP/DeepSpeed), used by --num-processes."
+    )
+    merge: bool = Field(False, description="After LoRA training, also write the adapter merged into the base.")
+    register: bool = Field(True, description="Register the trained model in the registry.")
+
+
+class Recipe(Section):
+    name: str = Field(description="Experiment name; also the model name in the registry.")
+    description: str | None = None
+    seed: int = Field(42, description="Seed for data order, initialisation and dropout.")
+    model: ModelSpec
+    data: DataSpec
+    train: TrainSpec = Field(default_factory=TrainSpec)
+
+    @model_validator(mode="after")
+    def _cross_field_rules(self) -> "Recipe":
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", self.name):
+            raise ValueError(
+                f"name {self.name!r} must be letters, digits, '.', '_' or '-' (it names a folder and a registry model)"
+            )
+        if self.model.load_in_4bit and self.train.method == "full":
+            raise ValueError("model.load_in_4bit needs train.method: lora (4-bit weights cannot be trained directly)")
+        if self.train.merge and self.train.method != "lora":
+            raise ValueError("train.merge only applies to train.method: lora; remove train.merge")
+        if self.train.mixed_precision != "no" and self.model.device == "cpu":
+            raise ValueError("train.mixed_precision needs a GPU; set it to 'no' for model.device: cpu")
+        return self
+
+    @property
+    def output_dir(self) -> Path:
+        return Path(self.train.output_dir.format(name=self.name))
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def load_recipe(path: str | Path, overrides: list[str] | None = None) -> Recipe:
+    """Read a YAML recipe, apply `--set a.b=c` overrides, validate everything at once.
+
+    Raises:
+        RecipeError: missing file, bad YAML, bad override, or validation problems (all listed).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise RecipeError(
+            f"recipe file not found: {path}",
+            hint="Pass the path of a YAML recipe, e.g. recipes/tiny-cv.yaml.",
+        )
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        where = ""
+        mark = getattr(exc, "problem_mark", None)
+        if mark is not None:
+            where = f" at line {mark.line + 1}, column {mark.column + 1}"
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise RecipeError(f"{path} is not valid YAML{where}: {problem}", hint="Fix the YAML syntax.") from None
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise RecipeError(f"{path} must hold a mapping of sections, not a {type(raw).__name__}")
+    data = apply_overrides(raw, overrides or [])
+    return validate_recipe(data, source=str(path))
+
+
+def validate_recipe(data: dict[str, Any], source: str = "<recipe>") -> Recipe:
+    """Validate a recipe dict; every problem is reported with a dotted path."""
+    try:
+        return Recipe.model_validate(data)
+    except ValidationError as exc:
+        problems = [_describe(err) for err in exc.errors()]
+        n = len(problems)
+        raise RecipeError(
+            f"{source}: {n} problem{'s' if n != 1 else ''} in the recipe",
+            problems=problems,
+            hint="`cvml validate --explain` lists every field with its description.",
+        ) from None
+
+
+def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Apply `a.b=c` overrides; values are parsed as YAML so `1e-4`, `true`, `[q,v]` get their types."""
+    import copy
+
+    data = copy.deepcopy(data)
+    for item in overrides:
+        key, sep, value = item.partition("=")
+        key = key.strip()
+        if not sep or not key or any(not part for part in key.split(".")):
+            raise RecipeError(
+                f"bad override {item!r}: expected dotted.key=value",
+                hint="Example: --set train.lr=1e-4",
+            )
+        try:
+            parsed = yaml.safe_load(value) if value.strip() else None
+        except yaml.YAMLError:
+            parsed = value
+        node = data
+        parts = key.split(".")
+        for i, part in enumerate(parts[:-1]):
+            child = node.get(part)
+            if child is None:
+                child = node[part] = {}
+            elif not isinstance(child, dict):
+                raise RecipeError(f"bad override {item!r}: {'.'.join(parts[: i + 1])} is not a section")
+            node = child
+        node[parts[-1]] = parsed
+    return data
+
+
+def _describe(err: dict[str, Any]) -> tuple[str, str]:
+    """One pydantic error as (dotted path, message), with a did-you-mean for unknown keys."""
+    loc = [str(p) for p in err["loc"]]
+    path = ".".join(loc) or "(recipe)"
+    if err["type"] == "extra_forbidden":
+        known = _fields_at(loc[:-1])
+        msg = "unknown key"
+        close = difflib.get_close_matches(loc[-1], known, n=1, cutoff=0.6)
+        if close:
+            msg += f"; did you mean '{'.'.join(loc[:-1] + [close[0]])}'?"
+        elif known:
+            msg += f"; allowed here: {', '.join(sorted(known))}"
+        return path, msg
+    if err["type"] == "missing":
+        return path, "required but missing"
+    msg = err["msg"]
+    if msg.startswith("Value error, "):
+        msg = msg[len("Value error, ") :]
+    return path, msg
+
+
+def _fields_at(loc: list[str]) -> list[str]:
+    """Field names of the section at a location path (for did-you-mean)."""
+    model: type[BaseModel] | None = Recipe
+    for part in loc:
+        if model is None or part not in model.model_fields:
+            return []
+        model = _section_type(model.model_fields[part].annotation)
+    return list(model.model_fields) if model is not None else []
+
+
+def _section_type(annotation: Any) -> type[BaseModel] | None:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in getattr(annotation, "__args__", ()) or ():
+        found = _section_type(arg)
+        if found is not None:
+            return found
+    return None
+
+
+def explain(model: type[BaseModel] = Recipe, prefix: str = "") -> list[tuple[str, str, str]]:
+    """Every field as (dotted path, type/default, description), for `cvml validate --explain`."""
+    rows: list[tuple[str, str, str]] = []
+    for name, field in model.model_fields.items():
+        path = f"{prefix}{name}"
+        sub = _section_type(field.annotation)
+        if sub is not None:
+            rows.extend(explain(sub, prefix=f"{path}."))
+            continue
+        default = "required" if field.is_required() else f"default {field.get_default(call_default_factory=True)!r}"
+        rows.append((path, default, field.description or ""))
+    return rows
+
+
+def recipe_to_dict(recipe: Recipe) -> dict[str, Any]:
+    """The resolved recipe as plain data (what manifests record and --dry-run prints)."""
+    return recipe.model_dump(mode="json")
