@@ -89,7 +89,7 @@ class TrainSpec(Section):
         None, description="accelerate config YAML for multi-GPU runs (DDP/FSDP/DeepSpeed), used by --num-processes."
     )
     merge: bool = Field(False, description="After LoRA training, also write the adapter merged into the base.")
-    register: bool = Field(True, description="Register the trained model in the registry.")
+    register_model: bool = Field(True, description="Register the trained model in the registry under the recipe name.")
 
 
 class Recipe(Section):

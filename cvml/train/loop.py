@@ -1,0 +1,335 @@
+"""`cvml finetune`: the training loop.
+
+Why a hand-written Accelerate loop rather than `transformers.Trainer`: cvml needs a
+token-exact loss across gradient accumulation and processes (every assistant token
+weighs the same, whatever row it sits in), logits computed only where there are labels
+(the vocabulary projection dominates a small model's cost), a data order that is a pure
+function of (seed, step) so `--resume` continues bit-for-bit, and checkpoints that carry
+the recipe that made them. Accelerate still does what it does well: devices, DDP/FSDP/
+DeepSpeed, mixed precision, and saving/loading model+optimizer+RNG state.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from contextlib import nullcontext
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from cvml.errors import ConfigError
+from cvml.recipe import Recipe, recipe_to_dict
+from cvml.train import checkpoint as ckpt
+from cvml.train.data import RunData, prepare_data
+from cvml.train.encode import IGNORE_INDEX
+from cvml.train.modeling import (
+    attach_lora,
+    count_parameters,
+    load_model,
+    load_tokenizer,
+    parameter_counts_without_weights,
+    resolve_device,
+)
+from cvml.train.packing import collate
+from cvml.train.plan import Plan, make_plan, step_batches
+
+StepCallback = Callable[[int, dict[str, Any]], None]
+
+
+@dataclass
+class FinetuneResult:
+    run_dir: str
+    model_dir: str
+    merged_dir: str | None
+    steps: int
+    base_eval_loss: float | None
+    final_eval_loss: float
+    best_eval_loss: float
+    final_train_loss: float
+    train_tokens_per_s: float
+    wall_s: float
+    stopped_early: bool
+    plan: dict[str, Any]
+    counts: dict[str, int]
+    samples: list[dict[str, Any]] = field(default_factory=list)
+    registered: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def dry_run(recipe: Recipe, world_size: int = 1) -> tuple[Plan, dict[str, int]]:
+    """The plan without loading weights: tokenize and pack the data, count parameters on
+    the meta device. Returns (plan, data counts)."""
+    tokenizer = load_tokenizer(recipe.model)
+    data = prepare_data(recipe, tokenizer)
+    trainable, total = parameter_counts_without_weights(recipe.model, recipe.train)
+    return make_plan(recipe, data, world_size, trainable, total), data.counts
+
+
+def finetune(
+    recipe: Recipe,
+    *,
+    resume: bool = False,
+    overwrite: bool = False,
+    callbacks: Sequence[StepCallback] = (),
+    progress: bool = True,
+) -> FinetuneResult:
+    """Train per the recipe and write the run folder (see README "Run folder").
+
+    Args:
+        recipe: the validated recipe.
+        resume: continue from the latest complete checkpoint in the run folder.
+        overwrite: start afresh even if the run folder already holds a run.
+        callbacks: called as cb(step, metrics) after every optimizer step (main process).
+        progress: show a progress bar on stderr.
+
+    Returns:
+        FinetuneResult with the figures that also land in result.json.
+
+    Raises:
+        ResumeError, ConfigError, DataError, ModelError, DeviceError.
+    """
+    import torch
+    from accelerate import Accelerator
+    from accelerate.utils import set_seed
+    from transformers import get_scheduler
+
+    from cvml._quiet import quiet_libraries
+
+    quiet_libraries()
+    started = time.time()
+    device = resolve_device(recipe.model)
+    accelerator = Accelerator(cpu=device == "cpu", mixed_precision=recipe.train.mixed_precision)
+    run_dir = recipe.output_dir
+    _prepare_run_dir(run_dir, resume, overwrite, accelerator)
+    set_seed(recipe.seed)
+
+    tokenizer = load_tokenizer(recipe.model)
+    data = prepare_data(recipe, tokenizer)
+    model = load_model(recipe.model, device)
+    if recipe.train.gradient_checkpointing:
+        model.gradient_checkpointing_enable()
+        model.enable_input_require_grads()
+    if recipe.train.method == "lora":
+        model = attach_lora(model, recipe.train)
+    trainable, total = count_parameters(model)
+    plan = make_plan(recipe, data, accelerator.num_processes, trainable, total)
+
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=recipe.train.lr, weight_decay=recipe.train.weight_decay)
+    # Not passed to prepare(): Accelerate would step it once per process per step.
+    scheduler = get_scheduler(
+        "constant_with_warmup" if recipe.train.scheduler == "constant" else recipe.train.scheduler,
+        optimizer,
+        num_warmup_steps=plan.warmup_steps,
+        num_training_steps=plan.total_steps,
+    )
+    model, optimizer = accelerator.prepare(model, optimizer)
+    accelerator.register_for_checkpointing(scheduler)
+
+    recipe_dict = recipe_to_dict(recipe)
+    state = {"step": 0, "best_eval_loss": None, "bad_evals": 0, "tokens_seen": 0, "train_s": 0.0, "base_eval_loss": None}
+    metrics_path = run_dir / "metrics.jsonl"
+    if resume:
+        found = ckpt.latest_checkpoint(run_dir)
+        saved = ckpt.read_state(found)
+        ckpt.check_compatible(saved, recipe_dict, accelerator.num_processes)
+        accelerator.load_state(str(found))
+        state = saved["state"]
+        if accelerator.is_main_process:
+            _truncate_metrics(metrics_path, state["step"])
+
+    log = _MetricsLog(metrics_path, accelerator.is_main_process)
+    pad_id = tokenizer.pad_token_id
+    model.train()
+    if state["step"] == 0:
+        state["base_eval_loss"] = evaluate(model, data, recipe.train.micro_batch_size, pad_id, accelerator)
+        log.write({"type": "eval", "step": 0, "eval_loss": state["base_eval_loss"]})
+
+    bar = _Progress(plan.total_steps, state["step"], enabled=progress and accelerator.is_main_process)
+    stopped_early = False
+    eval_loss = state["base_eval_loss"]
+    world = accelerator.num_processes
+    for step in range(state["step"], plan.total_steps):
+        t0 = time.perf_counter()
+        batches = [collate([data.train_rows[i] for i in idx], pad_id) for idx in step_batches(plan, recipe.seed, step, accelerator.process_index)]
+        local = torch.tensor([sum(int((b["labels"] != IGNORE_INDEX).sum()) for b in batches), sum(b["n_tokens"] for b in batches)])
+        n_labels, n_tokens = (int(x) for x in accelerator.reduce(local.to(accelerator.device), "sum"))
+        loss_sum = torch.zeros((), device=accelerator.device)
+        for j, batch in enumerate(batches):
+            sync = nullcontext() if j == len(batches) - 1 else accelerator.no_sync(model)
+            with sync:
+                summed = token_loss_sum(model, batch, accelerator.device)
+                # DDP averages gradients over processes; scaling by world/n_labels makes
+                # the update the mean over every label token of the global step.
+                accelerator.backward(summed * world / n_labels)
+            loss_sum += summed.detach()
+        grad_norm = None
+        if recipe.train.max_grad_norm:
+            grad_norm = float(accelerator.clip_grad_norm_(model.parameters(), recipe.train.max_grad_norm))
+        optimizer.step()
+        scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
+        train_loss = float(accelerator.reduce(loss_sum, "sum")) / n_labels
+        state["step"] = step + 1
+        state["tokens_seen"] += n_tokens
+        state["train_s"] += time.perf_counter() - t0
+        record = {
+            "type": "train",
+            "step": step + 1,
+            "epoch": round((step + 1) / plan.steps_per_epoch, 4),
+            "loss": train_loss,
+            "lr": scheduler.get_last_lr()[0],
+            "grad_norm": grad_norm,
+            "tokens": n_tokens,
+            "tokens_per_s": round(state["tokens_seen"] / max(state["train_s"], 1e-9), 1),
+        }
+        log.write(record)
+        last = step + 1 == plan.total_steps
+        if (step + 1) % recipe.train.eval_every == 0 or last:
+            eval_loss = evaluate(model, data, recipe.train.micro_batch_size, pad_id, accelerator)
+            log.write({"type": "eval", "step": step + 1, "eval_loss": eval_loss})
+            stopped_early = _early_stop(state, eval_loss, recipe) and not last
+        bar.update(step + 1, train_loss, eval_loss, record["tokens_per_s"])
+        if accelerator.is_main_process:
+            for cb in callbacks:
+                cb(step + 1, record)
+        if stopped_early:
+            break
+        if (step + 1) % recipe.train.save_every == 0 and not last:
+            ckpt.save_checkpoint(
+                accelerator, run_dir, step + 1,
+                {"state": state, "recipe": recipe_dict, "world_size": world},
+                recipe.train.keep_checkpoints,
+            )
+    bar.close()
+
+    from cvml.train.outputs import write_outputs
+
+    return write_outputs(
+        recipe=recipe,
+        accelerator=accelerator,
+        model=model,
+        tokenizer=tokenizer,
+        data=data,
+        plan=plan,
+        state=state,
+        final_eval_loss=eval_loss,
+        stopped_early=stopped_early,
+        wall_s=time.time() - started,
+    )
+
+
+def token_loss_sum(model, batch: dict, device):
+    """Summed cross-entropy over label tokens; logits only where a label follows."""
+    import torch
+    import torch.nn.functional as F
+
+    labels = batch["labels"].to(device)
+    keep = torch.zeros_like(labels, dtype=torch.bool)
+    keep[:, :-1] = labels[:, 1:] != IGNORE_INDEX
+    out = model(
+        input_ids=batch["input_ids"].to(device),
+        position_ids=batch["position_ids"].to(device),
+        logits_to_keep=keep,
+        use_cache=False,
+    )
+    logits = out.logits.reshape(-1, out.logits.shape[-1])
+    targets = labels[:, 1:][keep[:, :-1]]
+    return F.cross_entropy(logits.float(), targets, reduction="sum")
+
+
+def evaluate(model, data: RunData, micro_batch_size: int, pad_id: int, accelerator) -> float:
+    """Mean loss per assistant token on the validation rows (sharded over processes)."""
+    import torch
+
+    rows = data.eval_rows[accelerator.process_index :: accelerator.num_processes]
+    was_training = model.training
+    model.eval()
+    totals = torch.zeros(2, device=accelerator.device, dtype=torch.float64)
+    with torch.no_grad():
+        for start in range(0, len(rows), micro_batch_size):
+            batch = collate(rows[start : start + micro_batch_size], pad_id)
+            totals[0] += token_loss_sum(model, batch, accelerator.device).double()
+            totals[1] += int((batch["labels"] != IGNORE_INDEX).sum())
+    totals = accelerator.reduce(totals, "sum")
+    if was_training:
+        model.train()
+    return float(totals[0] / totals[1])
+
+
+def _early_stop(state: dict, eval_loss: float, recipe: Recipe) -> bool:
+    es = recipe.train.early_stopping
+    best = state["best_eval_loss"]
+    if best is None or eval_loss < best - (es.min_delta if es else 0.0):
+        state["best_eval_loss"] = eval_loss
+        state["bad_evals"] = 0
+        return False
+    state["bad_evals"] += 1
+    return es is not None and state["bad_evals"] >= es.patience
+
+
+def _prepare_run_dir(run_dir: Path, resume: bool, overwrite: bool, accelerator) -> None:
+    import shutil
+
+    if resume and overwrite:
+        raise ConfigError("--resume and --overwrite contradict each other", hint="Pick one.")
+    has_run = (run_dir / "metrics.jsonl").exists() or (run_dir / "checkpoints").exists()
+    if has_run and not resume:
+        if not overwrite:
+            raise ConfigError(
+                f"{run_dir} already holds a run",
+                hint="Add --resume to continue it, --overwrite to start afresh, or set train.output_dir.",
+            )
+        if accelerator.is_main_process:
+            shutil.rmtree(run_dir)
+    accelerator.wait_for_everyone()
+    run_dir.mkdir(parents=True, exist_ok=True)
+
+
+def _truncate_metrics(path: Path, step: int) -> None:
+    """Drop metrics logged after the checkpoint we resume from (they will be redone)."""
+    if not path.exists():
+        return
+    kept = [line for line in path.read_text(encoding="utf-8").splitlines() if line and json.loads(line)["step"] <= step]
+    path.write_text("".join(line + "\n" for line in kept), encoding="utf-8")
+
+
+class _MetricsLog:
+    def __init__(self, path: Path, enabled: bool):
+        self.path, self.enabled = path, enabled
+
+    def write(self, record: dict[str, Any]) -> None:
+        if self.enabled:
+            with self.path.open("a", encoding="utf-8") as fh:
+                fh.write(json.dumps(record) + "\n")
+
+
+class _Progress:
+    """A rich progress bar on stderr, or nothing (non-main processes, --json, tests)."""
+
+    def __init__(self, total: int, done: int, enabled: bool):
+        self.bar = None
+        if not enabled:
+            return
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+        from cvml.cli._output import err
+
+        self.bar = Progress(
+            TextColumn("[bold]finetune"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+            TextColumn("{task.fields[info]}"), console=err, transient=False,
+        )
+        self.task = self.bar.add_task("train", total=total, completed=done, info="")
+        self.bar.start()
+
+    def update(self, step: int, loss: float, eval_loss: float | None, tps: float) -> None:
+        if self.bar is not None:
+            info = f"loss {loss:.3f}" + (f" · eval {eval_loss:.3f}" if eval_loss is not None else "") + f" · {tps:,.0f} tok/s"
+            self.bar.update(self.task, completed=step, info=info)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.stop()

@@ -1,0 +1,130 @@
+"""Loading the base model and tokenizer, resolving device and dtype, attaching LoRA."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from cvml.errors import DeviceError, ModelError
+from cvml.recipe import ModelSpec, TrainSpec
+
+
+def resolve_device(spec: ModelSpec) -> str:
+    """'cpu' or 'cuda'; asking for cuda without a GPU is an error, not a silent fallback."""
+    import torch
+
+    if spec.device == "cuda" and not torch.cuda.is_available():
+        raise DeviceError(
+            "model.device is 'cuda' but no CUDA GPU is available here",
+            hint="Set model.device: cpu (or auto), or run on a machine with a GPU.",
+        )
+    if spec.device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return spec.device
+
+
+def resolve_dtype(spec: ModelSpec, device: str):
+    import torch
+
+    if spec.dtype == "auto":
+        if device == "cuda" and torch.cuda.is_bf16_supported():
+            return torch.bfloat16
+        return torch.float32
+    return getattr(torch, spec.dtype)
+
+
+def _check_local(base: str) -> None:
+    """A path-looking base that does not exist is a typo, not a hub id: say so early."""
+    looks_local = base.startswith((".", "/", "~")) or Path(base).parts[:1] in (("artifacts",), ("runs",))
+    if looks_local and not Path(base).expanduser().exists():
+        raise ModelError(
+            f"model path does not exist: {base}",
+            hint="Build the embedded default with `cvml tiny model`, or set model.base to a hub id or folder.",
+        )
+
+
+def load_tokenizer(spec: ModelSpec):
+    from transformers import AutoTokenizer
+
+    _check_local(spec.base)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(
+            spec.base, revision=spec.revision, trust_remote_code=spec.trust_remote_code
+        )
+    except OSError as exc:
+        raise ModelError(
+            f"cannot load a tokenizer from {spec.base!r}: {exc}",
+            hint="Check model.base (hub id or local folder) and network access to the hub.",
+        ) from None
+    if tokenizer.pad_token_id is None:
+        # Padding never reaches the loss (labels are ignored there), any id works.
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def load_model(spec: ModelSpec, device: str):
+    from transformers import AutoModelForCausalLM
+
+    _check_local(spec.base)
+    kwargs = {
+        "revision": spec.revision,
+        "dtype": resolve_dtype(spec, device),
+        "attn_implementation": spec.attn_implementation,
+        "trust_remote_code": spec.trust_remote_code,
+    }
+    if spec.load_in_4bit:
+        if device != "cuda":
+            raise DeviceError("model.load_in_4bit (QLoRA) needs a CUDA GPU", hint="Set model.load_in_4bit: false on CPU.")
+        import torch
+        from transformers import BitsAndBytesConfig
+
+        kwargs["quantization_config"] = BitsAndBytesConfig(
+            load_in_4bit=True,
+            bnb_4bit_quant_type="nf4",
+            bnb_4bit_use_double_quant=True,
+            bnb_4bit_compute_dtype=torch.bfloat16,
+        )
+    try:
+        return AutoModelForCausalLM.from_pretrained(spec.base, **kwargs)
+    except OSError as exc:
+        raise ModelError(
+            f"cannot load a model from {spec.base!r}: {exc}",
+            hint="Check model.base (hub id or local folder) and network access to the hub.",
+        ) from None
+
+
+def attach_lora(model, train: TrainSpec):
+    """Wrap the model with PEFT LoRA adapters; the base weights stay frozen."""
+    from peft import LoraConfig, get_peft_model
+
+    config = LoraConfig(
+        r=train.lora.r,
+        lora_alpha=train.lora.alpha,
+        lora_dropout=train.lora.dropout,
+        target_modules=train.lora.target_modules,
+        task_type="CAUSAL_LM",
+    )
+    return get_peft_model(model, config)
+
+
+def count_parameters(model) -> tuple[int, int]:
+    """(trainable, total) parameter counts."""
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    total = sum(p.numel() for p in model.parameters())
+    return trainable, total
+
+
+def parameter_counts_without_weights(spec: ModelSpec, train: TrainSpec) -> tuple[int, int]:
+    """Trainable/total parameters from the config alone (meta device): --dry-run never loads weights."""
+    from accelerate import init_empty_weights
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    _check_local(spec.base)
+    try:
+        config = AutoConfig.from_pretrained(spec.base, revision=spec.revision, trust_remote_code=spec.trust_remote_code)
+    except OSError as exc:
+        raise ModelError(f"cannot load the config of {spec.base!r}: {exc}") from None
+    with init_empty_weights():
+        model = AutoModelForCausalLM.from_config(config, trust_remote_code=spec.trust_remote_code)
+    if train.method == "lora":
+        model = attach_lora(model, train)
+    return count_parameters(model)
