@@ -26,14 +26,14 @@ def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
 
 
 def sha256_tree(path: str | Path) -> str:
-    """Hash of a folder: every file's relative path and content hash, in sorted order."""
+    """SHA-256 of a file, or of a folder: every file's relative path and content hash, sorted,
+    so the same content gives the same digest on any machine and file system."""
     root = Path(path)
     if root.is_file():
         return sha256_file(root)
     h = hashlib.sha256()
     for file in sorted(p for p in root.rglob("*") if p.is_file()):
-        h.update(str(file.relative_to(root)).encode())
-        h.update(sha256_file(file).encode())
+        h.update(f"{file.relative_to(root).as_posix()}\0{sha256_file(file)}\n".encode())
     return h.hexdigest()
 
 
