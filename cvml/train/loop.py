@@ -62,6 +62,9 @@ class FinetuneResult:
 def dry_run(recipe: Recipe, world_size: int = 1) -> tuple[Plan, dict[str, int]]:
     """The plan without loading weights: tokenize and pack the data, count parameters on
     the meta device. Returns (plan, data counts)."""
+    from cvml._quiet import quiet_libraries
+
+    quiet_libraries()
     tokenizer = load_tokenizer(recipe.model)
     data = prepare_data(recipe, tokenizer)
     trainable, total = parameter_counts_without_weights(recipe.model, recipe.train)

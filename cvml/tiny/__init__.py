@@ -1,0 +1,1 @@
+"""The embedded default: a tokenizer and tiny base model built locally, and synthetic CV data."""

@@ -1,0 +1,111 @@
+"""CLI behaviour of validate/finetune/tiny through Typer's CliRunner: JSON on stdout,
+messages + hints on stderr, exit codes (1 error, 2 usage/config), tracebacks only in debug."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from cvml.cli.main import app
+
+runner = CliRunner()
+
+
+def _invoke(*args, env=None):
+    return runner.invoke(app, [str(a) for a in args], env=env)
+
+
+def test_validate_ok_and_json(make_recipe):
+    path = make_recipe()
+    result = _invoke("validate", path, "--json", "--set", "train.lr=1e-4")
+    assert result.exit_code == 0
+    assert json.loads(result.stdout)["recipe"]["train"]["lr"] == pytest.approx(1e-4)
+
+
+def test_validate_reports_every_problem_with_exit_code_2(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump({"name": "x", "model": {"base": "m", "dtyp": "x"}, "data": {"train": "d", "max_seq_len": 1}}))
+    result = _invoke("validate", path)
+    assert result.exit_code == 2
+    assert "2 problems" in result.stderr
+    assert "model.dtyp" in result.stderr and "did you mean 'model.dtype'" in result.stderr
+    assert "data.max_seq_len" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_validate_explain_lists_fields():
+    result = _invoke("validate", "--explain", "--json")
+    assert result.exit_code == 0
+    paths = {row["path"] for row in json.loads(result.stdout)}
+    assert {"model.base", "train.lora.r", "train.early_stopping.patience"} <= paths
+
+
+def test_dry_run_prints_plan_and_trains_nothing(make_recipe, tmp_path):
+    path = make_recipe("dry")
+    result = _invoke("finetune", path, "--dry-run", "--json", "--set", "train.lr=1e-4", "--max-steps", "3")
+    assert result.exit_code == 0, result.stderr
+    payload = json.loads(result.stdout)
+    plan = payload["plan"]
+    assert payload["recipe"]["train"]["lr"] == pytest.approx(1e-4)
+    assert plan["total_steps"] == 3  # the explicit flag beats the recipe's 10
+    assert 0 < plan["trainable_parameters"] < plan["total_parameters"]
+    assert 0.9 < plan["packing_efficiency"] <= 1.0
+    assert plan["train_tokens"] > plan["label_tokens"] > 0
+    assert payload["data"]["train"] == plan["examples"]
+    assert not (tmp_path / "runs" / "dry").exists()
+
+
+def test_flag_beats_set_beats_yaml(make_recipe):
+    path = make_recipe("prec")
+    result = _invoke("finetune", path, "--dry-run", "--json", "--set", "train.max_steps=4", "--max-steps", "2")
+    assert json.loads(result.stdout)["plan"]["total_steps"] == 2
+    result = _invoke("finetune", path, "--dry-run", "--json", "--set", "train.max_steps=4")
+    assert json.loads(result.stdout)["plan"]["total_steps"] == 4
+
+
+@pytest.mark.parametrize(
+    "section, message, code",
+    [
+        ({"data": {"train": "/no/such/data.jsonl"}}, "dataset not found: /no/such/data.jsonl", 1),
+        ({"model": {"base": "/no/such/model", "device": "cpu"}}, "model path does not exist", 1),
+    ],
+)
+def test_missing_inputs_are_clear_errors(make_recipe, section, message, code):
+    result = _invoke("finetune", make_recipe("missing", **section))
+    assert result.exit_code == code
+    assert message in result.stderr and "Hint:" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_cuda_without_gpu_is_a_clear_error(make_recipe):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    result = _invoke("finetune", make_recipe("cuda", model={"device": "cuda"}))
+    assert result.exit_code == 1
+    assert "no CUDA GPU is available" in result.stderr
+
+
+def test_missing_recipe_file(tmp_path):
+    result = _invoke("finetune", tmp_path / "nope.yaml")
+    assert result.exit_code == 2 and "recipe file not found" in result.stderr
+
+
+def test_debug_mode_shows_the_traceback(tmp_path):
+    result = _invoke("validate", tmp_path / "nope.yaml", env={"CVML_DEBUG": "1"})
+    assert result.exit_code != 0
+    from cvml.errors import RecipeError
+
+    assert isinstance(result.exception, RecipeError)
+
+
+def test_finetune_json_result(make_recipe):
+    result = _invoke("finetune", make_recipe("cli", train={"max_steps": 4, "eval_every": 4}), "--json")
+    assert result.exit_code == 0, result.stderr
+    payload = json.loads(result.stdout)
+    assert payload["steps"] == 4 and payload["registered"] == "cli@1"
+    assert payload["final_eval_loss"] < payload["base_eval_loss"]

@@ -1,0 +1,75 @@
+"""A run killed mid-way and resumed with --resume logs exactly the losses of an
+uninterrupted run; a changed recipe refuses to resume."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from cvml.errors import ResumeError
+from cvml.recipe import load_recipe
+from cvml.train import finetune
+
+KILL_AT = 11  # after the checkpoint at step 8, before the one at 12
+
+_KILLED_RUN = """
+import os, signal, sys
+from cvml.recipe import load_recipe
+from cvml.train import finetune
+
+def kill(step, metrics):
+    if step == {kill_at}:
+        os.kill(os.getpid(), signal.SIGKILL)  # no clean-up, like an OOM kill or a lost node
+
+finetune(load_recipe(sys.argv[1], [f"train.output_dir={{sys.argv[2]}}"]), callbacks=[kill], progress=False)
+"""
+
+
+def _train_losses(run_dir: Path) -> dict[int, float]:
+    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    return {r["step"]: r["loss"] for r in rows if r["type"] == "train"}
+
+
+@pytest.mark.parametrize("lora_dropout", [0.1])
+def test_killed_run_resumes_exactly(make_recipe, tmp_path, lora_dropout):
+    # Dropout > 0 makes the losses depend on the RNG state, which the checkpoint must restore.
+    path = make_recipe("resume", train={"max_steps": 16, "save_every": 4, "eval_every": 8, "lora": {"dropout": lora_dropout}})
+    reference = finetune(load_recipe(path, [f"train.output_dir={tmp_path / 'ref'}"]), progress=False)
+
+    killed_dir = tmp_path / "killed"
+    proc = subprocess.run(
+        [sys.executable, "-c", _KILLED_RUN.format(kill_at=KILL_AT), str(path), str(killed_dir)],
+        capture_output=True, text=True, env={**os.environ},
+    )
+    assert proc.returncode == -signal.SIGKILL, proc.stderr[-2000:]
+    assert not (killed_dir / "result.json").exists()
+    assert sorted(p.name for p in (killed_dir / "checkpoints").iterdir() if not p.name.startswith(".")) == [
+        "step-000004", "step-000008"
+    ]
+
+    resumed = finetune(load_recipe(path, [f"train.output_dir={killed_dir}"]), resume=True, progress=False)
+    want, got = _train_losses(Path(reference.run_dir)), _train_losses(killed_dir)
+    assert sorted(got) == list(range(1, 17))  # steps 9-11 were logged, truncated and redone
+    for step in range(1, 17):
+        assert got[step] == pytest.approx(want[step], abs=1e-6), f"step {step}"
+    assert resumed.final_eval_loss == pytest.approx(reference.final_eval_loss, abs=1e-6)
+
+
+def test_resume_with_a_changed_recipe_is_refused(make_recipe, tmp_path):
+    path = make_recipe("changed", train={"max_steps": 6, "save_every": 3, "eval_every": 6})
+    finetune(load_recipe(path), progress=False)
+    with pytest.raises(ResumeError, match="train.lr"):
+        finetune(load_recipe(path, ["train.lr=0.1"]), resume=True, progress=False)
+    # Changing only how often to log is fine.
+    assert finetune(load_recipe(path, ["train.log_every=2"]), resume=True, progress=False).steps == 6
+
+
+def test_resume_without_checkpoint_is_an_error(make_recipe):
+    with pytest.raises(ResumeError, match="no complete checkpoint"):
+        finetune(load_recipe(make_recipe("fresh")), resume=True, progress=False)
