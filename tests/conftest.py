@@ -31,7 +31,7 @@ def tiny_base(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("tiny") / "base"
     spec = TinySpec(
         vocab_size=1024, hidden_size=64, intermediate_size=128, num_layers=2, num_heads=2, num_kv_heads=1,
-        pretrain_epochs=0.5, corpus_docs=300, pretrain_batch=8,
+        pretrain_epochs=2.0, corpus_docs=300, pretrain_batch=8,
     )
     build_base_model(out, seed=0, spec=spec)
     return out

@@ -31,7 +31,7 @@ def finetune(
             overrides.append(f"{key}={value}")
     resolved = load_recipe(recipe, overrides)
 
-    from cvml.train.launch import inside_launcher, relaunch
+    from cvml.train.launch import inside_launcher, is_main_process, relaunch
 
     if num_processes and num_processes > 1 and not inside_launcher():
         from cvml.train.modeling import resolve_device
@@ -53,6 +53,8 @@ def finetune(
     from cvml.train import finetune as run
 
     result = run(resolved, resume=resume, overwrite=overwrite, progress=not json_)
+    if not is_main_process():
+        return  # under a launcher, rank 0 speaks for the run
     if json_:
         emit_json(result.as_dict())
     else:

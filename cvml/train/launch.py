@@ -19,6 +19,10 @@ def inside_launcher() -> bool:
     return int(os.environ.get("WORLD_SIZE", "1")) > 1
 
 
+def is_main_process() -> bool:
+    return int(os.environ.get("RANK", "0")) == 0
+
+
 def launch_command(num_processes: int, cli_args: list[str], accelerate_config: str | None, use_gpu: bool) -> list[str]:
     """The command that runs `cvml <cli_args>` in num_processes processes."""
     if use_gpu:
