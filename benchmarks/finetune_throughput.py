@@ -99,7 +99,7 @@ def _baseline(recipe, tokenizer, data, batch_size: int, steps: int, out: Path):
         lr_scheduler_type=recipe.train.scheduler,
         weight_decay=recipe.train.weight_decay,
         max_grad_norm=recipe.train.max_grad_norm or 0.0,
-        logging_steps=max(1, steps // 10),
+        logging_strategy="no",
         save_strategy="no",
         eval_strategy="no",
         report_to=[],

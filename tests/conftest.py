@@ -70,3 +70,17 @@ def make_recipe(tmp_path, tiny_base, tiny_data):
         return path
 
     return make
+
+
+def pytest_collection_modifyitems(config, items):
+    """GPU tests run where CUDA is; elsewhere they are skipped with the reason."""
+    if not any("gpu" in item.keywords for item in items):
+        return
+    import torch
+
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA GPU (none here)")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)

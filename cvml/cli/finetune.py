@@ -33,11 +33,11 @@ def finetune(
 
     from cvml.train.launch import inside_launcher, is_main_process, relaunch
 
-    if num_processes and num_processes > 1 and not inside_launcher():
+    if num_processes and num_processes > 1 and not dry_run and not inside_launcher():
         from cvml.train.modeling import resolve_device
 
         args = ["finetune", str(recipe), *[a for o in overrides for a in ("--set", o)]]
-        args += [flag for flag, on in (("--dry-run", dry_run), ("--resume", resume), ("--overwrite", overwrite), ("--json", json_)) if on]
+        args += [flag for flag, on in (("--resume", resume), ("--overwrite", overwrite), ("--json", json_)) if on]
         raise typer.Exit(relaunch(num_processes, args, resolved.train.accelerate_config, resolve_device(resolved.model)))
 
     if dry_run:

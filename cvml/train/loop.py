@@ -133,7 +133,8 @@ def finetune(
     accelerator.register_for_checkpointing(scheduler)
 
     recipe_dict = recipe_to_dict(recipe)
-    state = {"step": 0, "best_eval_loss": None, "bad_evals": 0, "tokens_seen": 0, "train_s": 0.0, "base_eval_loss": None}
+    state = {"step": 0, "best_eval_loss": None, "bad_evals": 0, "tokens_seen": 0, "train_s": 0.0, "base_eval_loss": None,
+             "last_train_loss": None}
     metrics_path = run_dir / "metrics.jsonl"
     if resume:
         found = ckpt.latest_checkpoint(run_dir)
@@ -177,6 +178,7 @@ def finetune(
         optimizer.zero_grad(set_to_none=True)
         train_loss = float(accelerator.reduce(loss_sum, "sum")) / n_labels
         state["step"] = step + 1
+        state["last_train_loss"] = train_loss
         state["tokens_seen"] += n_tokens
         state["train_s"] += time.perf_counter() - t0
         record = {

@@ -31,7 +31,7 @@ def write_outputs(*, recipe: Recipe, accelerator, model, tokenizer, data, plan, 
         base_eval_loss=state["base_eval_loss"],
         final_eval_loss=final_eval_loss,
         best_eval_loss=state["best_eval_loss"],
-        final_train_loss=_last_train_loss(run_dir / "metrics.jsonl"),
+        final_train_loss=state["last_train_loss"],
         train_tokens_per_s=round(state["tokens_seen"] / max(state["train_s"], 1e-9), 1),
         wall_s=round(wall_s, 1),
         stopped_early=stopped_early,
@@ -166,15 +166,6 @@ def plot_loss_curve(metrics_path: Path, png_path: Path) -> None:
     fig.tight_layout()
     fig.savefig(png_path, dpi=110)
     plt.close(fig)
-
-
-def _last_train_loss(metrics_path: Path) -> float:
-    last = None
-    for line in metrics_path.read_text(encoding="utf-8").splitlines():
-        rec = json.loads(line)
-        if rec["type"] == "train":
-            last = rec["loss"]
-    return last
 
 
 def _write_jsonl(path: Path, rows) -> None:
