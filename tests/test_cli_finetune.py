@@ -52,6 +52,14 @@ def test_dry_run_prints_plan_and_trains_nothing(make_recipe, tmp_path):
     assert payload["recipe"]["train"]["lr"] == pytest.approx(1e-4)
     assert plan["total_steps"] == 3  # the explicit flag beats the recipe's 10
     assert 0 < plan["trainable_parameters"] < plan["total_parameters"]
+    from transformers import AutoModelForCausalLM
+
+    from cvml.recipe import load_recipe
+    from cvml.train.modeling import count_parameters
+
+    # Counted on the meta device, but equal to the loaded model's count (tied embeddings once).
+    base = AutoModelForCausalLM.from_pretrained(load_recipe(path).model.base)
+    assert plan["total_parameters"] - plan["trainable_parameters"] == count_parameters(base)[1]
     assert 0.9 < plan["packing_efficiency"] <= 1.0
     assert plan["train_tokens"] > plan["label_tokens"] > 0
     assert payload["data"]["train"] == plan["examples"]

@@ -207,3 +207,4 @@ def test_pretraining_corpus_is_varied_domain_text_without_pii():
     for marker in ("Experience\n", "What you bring:", "SKILLS", "Dear Hiring Manager", "Weak: ", "What does"):
         assert sum(marker.lower() in d.lower() for d in docs) > 40, marker
     assert sum(words(d) for d in docs) / len(docs) > 50
+

@@ -39,17 +39,18 @@ def list_(
     if json_:
         emit_json([v.to_dict() for v in versions])
         return
-    table = Table("model", "kind", "aliases", "parent", "actor", "path")
-    table.add_column("created (UTC)", no_wrap=True)
+    # Actor and creation time are in `cvml models show`; this table must fit a terminal.
+    table = Table()
+    for column in ("model", "kind", "aliases", "parent"):
+        table.add_column(column, no_wrap=True)
+    table.add_column("path", overflow="fold")
     for v in versions:
         table.add_row(
             f"[bold]{v.ref}[/]",
             v.kind,
             ", ".join(v.aliases),
             v.parent or "",
-            escape(v.actor),
-            escape(v.path),
-            _when(v.created_at),
+            escape(_short_path(v.path)),
         )
     out.print(table if versions else "No models registered yet: cvml models register PATH --name NAME")
 
@@ -257,3 +258,11 @@ def _when(iso: str | None) -> str:
 
 def _v(version: int | None) -> str:
     return f"v{version}" if version is not None else ""
+
+
+def _short_path(path: str) -> str:
+    """Paths under the working directory print relative, the rest absolute."""
+    try:
+        return str(Path(path).relative_to(Path.cwd()))
+    except ValueError:
+        return path

@@ -33,8 +33,9 @@ def resolve_dtype(spec: ModelSpec, device: str):
 
 
 def _check_local(base: str) -> None:
-    """A path-looking base that does not exist is a typo, not a hub id: say so early."""
-    looks_local = base.startswith((".", "/", "~")) or Path(base).parts[:1] in (("artifacts",), ("runs",))
+    """A base that can only be a path (hub ids are `org/name`) and does not exist is a
+    typo or a missing build step: say so before transformers tries the hub."""
+    looks_local = base.startswith((".", "/", "~")) or base.count("/") > 1
     if looks_local and not Path(base).expanduser().exists():
         raise ModelError(
             f"model path does not exist: {base}",
@@ -125,6 +126,7 @@ def parameter_counts_without_weights(spec: ModelSpec, train: TrainSpec) -> tuple
         raise ModelError(f"cannot load the config of {spec.base!r}: {exc}") from None
     with init_empty_weights():
         model = AutoModelForCausalLM.from_config(config, trust_remote_code=spec.trust_remote_code)
+    model.tie_weights()  # from_config on the meta device leaves tied embeddings as two tensors
     if train.method == "lora":
         model = attach_lora(model, train)
     return count_parameters(model)
