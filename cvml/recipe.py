@@ -92,12 +92,84 @@ class TrainSpec(Section):
     register_model: bool = Field(True, description="Register the trained model in the registry under the recipe name.")
 
 
+class NormalizeSpec(Section):
+    fix_mojibake: bool = Field(True, description="Repair mojibake and HTML entities with ftfy.")
+    max_source_tokens: int = Field(384, ge=1, description="Longer sources are quarantined (tokens of curate.tokenizer).")
+    max_target_tokens: int = Field(256, ge=1, description="Longer targets are quarantined.")
+
+
+class PiiSpec(Section):
+    enabled: bool = Field(True, description="Redact PII with typed placeholders (<EMAIL_1>, <NAME_1>, ...).")
+    types: list[str] = Field(
+        default_factory=lambda: ["EMAIL", "PHONE", "URL", "ADDRESS", "DOB", "NATIONAL_ID", "NAME"],
+        description="PII types to redact.",
+    )
+    names_file: str | None = Field(None, description="Text file of person names to redact, one per line.")
+
+
+class DedupSpec(Section):
+    exact: bool = Field(True, description="Drop exact duplicates (after normalization).")
+    near: bool = Field(True, description="Drop near duplicates (MinHash-LSH).")
+    threshold: float = Field(0.8, gt=0, le=1, description="Jaccard similarity at which two rows are near duplicates.")
+    num_perm: int = Field(128, ge=16, description="MinHash permutations (accuracy vs speed).")
+
+
+class FilterSpec(Section):
+    enabled: bool = Field(True, description="Apply the CV-text quality filters.")
+    min_target_words: int = Field(3, ge=1, description="Targets with fewer words are trivial.")
+    languages: list[str] = Field(default_factory=lambda: ["en"], description="Accepted languages (ISO 639-1).")
+
+
+class DecontamSpec(Section):
+    eval_sets: list[str] = Field(default_factory=list, description="Eval/test record files whose n-grams training rows may not share.")
+    ngram: int = Field(8, ge=3, description="Word n-gram length that counts as overlap.")
+
+
+class SplitSpec(Section):
+    train: float = Field(0.8, gt=0, lt=1, description="Share of groups in train.")
+    validation: float = Field(0.1, ge=0, lt=1, description="Share of groups in validation.")
+    test: float = Field(0.1, ge=0, lt=1, description="Share of groups in test.")
+    seed: int = Field(0, description="Seed of the group hash; fixed so appended rows never move old ones.")
+
+    @model_validator(mode="after")
+    def _sums_to_one(self) -> "SplitSpec":
+        total = self.train + self.validation + self.test
+        if abs(total - 1.0) > 1e-6:
+            raise ValueError(f"train + validation + test must be 1.0, got {total:g}")
+        return self
+
+
+class CurateSpec(Section):
+    inputs: list[str] = Field(description="Raw record files (.jsonl, .csv, .parquet) or saved `datasets` folders.")
+    output: str = Field("data/{name}", description="Dataset folder to write; {name} is the recipe name.")
+    columns: dict[str, str] = Field(
+        default_factory=dict, description="Record field → input column, e.g. {source_text: bullet, target: improved}."
+    )
+    tokenizer: str | None = Field(None, description="Tokenizer for length limits; default model.base; none = words.")
+    normalize: NormalizeSpec = Field(default_factory=NormalizeSpec)
+    pii: PiiSpec = Field(default_factory=PiiSpec)
+    dedup: DedupSpec = Field(default_factory=DedupSpec)
+    filters: FilterSpec = Field(default_factory=FilterSpec)
+    decontaminate: DecontamSpec = Field(default_factory=DecontamSpec)
+    split: SplitSpec = Field(default_factory=SplitSpec)
+
+    @model_validator(mode="after")
+    def _known_columns(self) -> "CurateSpec":
+        from cvml.data.records import Record
+
+        unknown = sorted(set(self.columns) - set(Record.model_fields))
+        if unknown:
+            raise ValueError(f"columns maps unknown record fields {unknown}; fields are {sorted(Record.model_fields)}")
+        return self
+
+
 class Recipe(Section):
     name: str = Field(description="Experiment name; also the model name in the registry.")
     description: str | None = None
     seed: int = Field(42, description="Seed for data order, initialisation and dropout.")
-    model: ModelSpec
-    data: DataSpec
+    model: ModelSpec | None = Field(None, description="The base model (finetune, and curate's tokenizer).")
+    data: DataSpec | None = Field(None, description="The curated data finetune trains on.")
+    curate: CurateSpec | None = Field(None, description="How `cvml curate` makes the dataset.")
     train: TrainSpec = Field(default_factory=TrainSpec)
 
     @model_validator(mode="after")
@@ -106,11 +178,11 @@ class Recipe(Section):
             raise ValueError(
                 f"name {self.name!r} must be letters, digits, '.', '_' or '-' (it names a folder and a registry model)"
             )
-        if self.model.load_in_4bit and self.train.method == "full":
+        if self.model and self.model.load_in_4bit and self.train.method == "full":
             raise ValueError("model.load_in_4bit needs train.method: lora (4-bit weights cannot be trained directly)")
         if self.train.merge and self.train.method != "lora":
             raise ValueError("train.merge only applies to train.method: lora; remove train.merge")
-        if self.train.mixed_precision != "no" and self.model.device == "cpu":
+        if self.train.mixed_precision != "no" and self.model and self.model.device == "cpu":
             raise ValueError("train.mixed_precision needs a GPU; set it to 'no' for model.device: cpu")
         return self
 
@@ -118,12 +190,19 @@ class Recipe(Section):
     def output_dir(self) -> Path:
         return Path(self.train.output_dir.format(name=self.name))
 
+    @property
+    def curate_output(self) -> Path:
+        return Path(self.curate.output.format(name=self.name))
+
 
 # --------------------------------------------------------------------------- loading
 
 
-def load_recipe(path: str | Path, overrides: list[str] | None = None) -> Recipe:
+def load_recipe(path: str | Path, overrides: list[str] | None = None, require: tuple[str, ...] = ()) -> Recipe:
     """Read a YAML recipe, apply `--set a.b=c` overrides, validate everything at once.
+
+    `require` names the sections the calling command reads (e.g. finetune: model, data);
+    a missing one is reported with the other problems.
 
     Raises:
         RecipeError: missing file, bad YAML, bad override, or validation problems (all listed).
@@ -148,21 +227,34 @@ def load_recipe(path: str | Path, overrides: list[str] | None = None) -> Recipe:
     if not isinstance(raw, dict):
         raise RecipeError(f"{path} must hold a mapping of sections, not a {type(raw).__name__}")
     data = apply_overrides(raw, overrides or [])
-    return validate_recipe(data, source=str(path))
+    return validate_recipe(data, source=str(path), require=require)
 
 
-def validate_recipe(data: dict[str, Any], source: str = "<recipe>") -> Recipe:
+def validate_recipe(data: dict[str, Any], source: str = "<recipe>", require: tuple[str, ...] = ()) -> Recipe:
     """Validate a recipe dict; every problem is reported with a dotted path."""
+    problems = [(section, "required by this command but missing") for section in require if data.get(section) is None]
     try:
-        return Recipe.model_validate(data)
+        recipe = Recipe.model_validate(data)
     except ValidationError as exc:
-        problems = [_describe(err) for err in exc.errors()]
+        problems += [_describe(err) for err in exc.errors()]
+    if problems:
         n = len(problems)
         raise RecipeError(
             f"{source}: {n} problem{'s' if n != 1 else ''} in the recipe",
             problems=problems,
             hint="`cvml validate --explain` lists every field with its description.",
-        ) from None
+        )
+    return recipe
+
+
+def require_sections(recipe: Recipe, *sections: str) -> None:
+    """Library-side guard: the calling area needs these sections (the CLI checks at load time)."""
+    missing = [name for name in sections if getattr(recipe, name) is None]
+    if missing:
+        raise RecipeError(
+            f"recipe {recipe.name!r} lacks what this command reads",
+            problems=[(name, "required by this command but missing") for name in missing],
+        )
 
 
 def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:

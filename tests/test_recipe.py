@@ -47,10 +47,10 @@ def test_all_problems_reported_at_once_with_paths_and_did_you_mean(tmp_path):
 
 def test_missing_sections_and_unknown_top_level():
     with pytest.raises(RecipeError) as info:
-        validate_recipe({"name": "x", "modle": {}})
+        validate_recipe({"name": "x", "modle": {}}, require=("model", "data"))
     problems = dict(info.value.problems)
-    assert problems["model"] == "required but missing"
-    assert problems["data"] == "required but missing"
+    assert problems["model"] == "required by this command but missing"
+    assert problems["data"] == "required by this command but missing"
     assert "did you mean 'model'" in problems["modle"]
 
 

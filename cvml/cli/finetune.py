@@ -29,7 +29,7 @@ def finetune(
     for key, value in (("train.output_dir", output_dir), ("train.max_steps", max_steps), ("seed", seed)):
         if value is not None:
             overrides.append(f"{key}={value}")
-    resolved = load_recipe(recipe, overrides)
+    resolved = load_recipe(recipe, overrides, require=("model", "data"))
 
     from cvml.train.launch import inside_launcher, is_main_process, relaunch
 

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from cvml.errors import ConfigError
-from cvml.recipe import Recipe, recipe_to_dict
+from cvml.recipe import Recipe, recipe_to_dict, require_sections
 from cvml.train import checkpoint as ckpt
 from cvml.train.data import RunData, prepare_data
 from cvml.train.encode import IGNORE_INDEX
@@ -65,6 +65,7 @@ def dry_run(recipe: Recipe, world_size: int = 1) -> tuple[Plan, dict[str, int]]:
     from cvml._quiet import quiet_libraries
 
     quiet_libraries()
+    require_sections(recipe, "model", "data")
     tokenizer = load_tokenizer(recipe.model)
     data = prepare_data(recipe, tokenizer)
     trainable, total = parameter_counts_without_weights(recipe.model, recipe.train)
@@ -102,6 +103,7 @@ def finetune(
     from cvml._quiet import quiet_libraries
 
     quiet_libraries()
+    require_sections(recipe, "model", "data")
     started = time.time()
     device = resolve_device(recipe.model)
     accelerator = Accelerator(cpu=device == "cpu", mixed_precision=recipe.train.mixed_precision)
