@@ -39,7 +39,7 @@ class ModelSpec(Section):
 
 
 class DataSpec(Section):
-    train: str = Field(description="Training records: a .jsonl or .parquet file, or a folder holding train.*")
+    train: str = Field(description="Training records: a .jsonl/.parquet file, or a curated folder ({name} = recipe name).")
     validation: str | None = Field(
         None, description="Validation records; when absent, a group-disjoint slice of `train` is held out."
     )

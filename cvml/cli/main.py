@@ -12,7 +12,7 @@ import typer
 from typer.core import TyperGroup
 
 from cvml import __version__
-from cvml.cli import finetune, merge, models, tiny, validate
+from cvml.cli import curate, finetune, merge, models, tiny, validate
 from cvml.errors import CvmlError, RecipeError
 
 
@@ -65,6 +65,7 @@ def _root(
 
 
 app.command("validate")(validate.validate)
+app.add_typer(curate.app, name="curate")
 app.command("finetune")(finetune.finetune)
 app.command("merge")(merge.merge)
 app.add_typer(models.app, name="models")

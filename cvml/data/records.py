@@ -47,6 +47,11 @@ def validate_row(row: Any) -> tuple[Record | None, str | None]:
     """(record, None) for a good row; (None, reason) for a bad one."""
     if not isinstance(row, dict):
         return None, f"row is a {type(row).__name__}, not an object"
+    if isinstance(row.get("meta"), str):  # Parquet datasets store meta as JSON text
+        try:
+            row = {**row, "meta": json.loads(row["meta"])}
+        except json.JSONDecodeError:
+            return None, "meta: not a JSON object"
     try:
         record = Record.model_validate(row)
     except ValidationError as exc:

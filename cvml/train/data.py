@@ -40,11 +40,11 @@ def prepare_data(recipe: Recipe, tokenizer) -> RunData:
     """Everything the loop needs from the data section. Counts always add up:
     rows_read = train + validation + quarantined_schema + quarantined_too_long + unused."""
     spec = recipe.data
-    train_file = resolve_data_file(spec.train, "train")
+    train_file = resolve_data_file(spec.train.format(name=recipe.name), "train")
     records, quarantine = load_records(train_file)
     inputs = {"train": str(train_file)}
     if spec.validation:
-        val_file = resolve_data_file(spec.validation, "validation")
+        val_file = resolve_data_file(spec.validation.format(name=recipe.name), "validation")
         eval_records, val_quarantine = load_records(val_file)
         quarantine += val_quarantine
         inputs["validation"] = str(val_file)

@@ -1,0 +1,100 @@
+"""`cvml curate RECIPE` / `cvml curate --input raw.jsonl --out data/cv-v1`, and
+`cvml curate forget --dataset D --group G`: options → spec → cvml.curate → rendered result."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from typer.core import TyperGroup
+
+from cvml.cli._output import emit_json, err, out
+
+
+class _DefaultRun(TyperGroup):
+    """`cvml curate X` means `cvml curate run X` unless X is a subcommand (forget)."""
+
+    def parse_args(self, ctx, args):
+        if args and args[0] not in self.commands and args[0] not in ("--help", "-h"):
+            args = ["run", *args]
+        elif not args:
+            args = ["run"]
+        return super().parse_args(ctx, args)
+
+
+app = typer.Typer(
+    cls=_DefaultRun,
+    help="Raw CV pairs → a clean, private, leak-free dataset (and GDPR erasure). `cvml curate RECIPE` = `cvml curate run RECIPE`.",
+)
+
+
+@app.command("run")
+def run(
+    recipe: Path = typer.Argument(None, help="Recipe YAML with a curate section.", show_default=False),
+    set_: list[str] = typer.Option(None, "--set", help="Override a field: --set curate.dedup.threshold=0.9"),
+    input_: list[str] = typer.Option(None, "--input", help="Raw input file or `datasets` folder (repeatable); overrides curate.inputs."),
+    out_dir: str = typer.Option(None, "--out", help="Dataset folder to write (overrides curate.output)."),
+    json_: bool = typer.Option(False, "--json", help="Print the result as JSON on stdout."),
+) -> None:
+    """Curate: schema, normalization, PII redaction, dedup, filters, decontamination, split."""
+    from cvml.recipe import apply_overrides, load_recipe, validate_recipe
+
+    overrides = list(set_ or [])
+    if input_:
+        overrides.append("curate.inputs=[" + ",".join(_yaml_str(p) for p in input_) + "]")
+    if out_dir:
+        overrides.append(f"curate.output={_yaml_str(out_dir)}")
+    if recipe is not None:
+        resolved = load_recipe(recipe, overrides, require=("curate",))
+    else:
+        if not input_ or not out_dir:
+            raise typer.BadParameter("give a recipe, or both --input and --out", param_hint="RECIPE")
+        resolved = validate_recipe(apply_overrides({"name": Path(out_dir).name or "dataset"}, overrides), source="flags")
+
+    from cvml.curate.run import run_curate
+
+    result = run_curate(resolved, progress=not json_)
+    if json_:
+        emit_json(result.as_dict())
+        return
+    _render(result)
+
+
+@app.command("forget")
+def forget(
+    dataset: Path = typer.Option(..., "--dataset", help="A dataset folder made by cvml curate."),
+    group: list[str] = typer.Option(None, "--group", help="Group (person) id to erase (repeatable)."),
+    match: str = typer.Option(None, "--match", help="A value that identifies the person, e.g. an email."),
+    reason: str = typer.Option(None, "--reason", help="Why (recorded in the manifest's erasure event)."),
+    json_: bool = typer.Option(False, "--json", help="Print the result as JSON on stdout."),
+) -> None:
+    """Erase a person's rows from a curated dataset and record the erasure in its manifest."""
+    from cvml.curate import forget as erase
+
+    result = erase(dataset, groups=group or [], match=match, reason=reason)
+    if json_:
+        emit_json(result.as_dict())
+        return
+    total = sum(result.rows_removed.values())
+    out.print(f"[green]✓[/] erased {total} row(s) of {len(result.groups)} group(s) from {result.dataset}: {result.rows_removed}")
+    err.print("The next `cvml finetune` on this dataset trains without them; the manifest records the erasure.")
+
+
+def _yaml_str(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+def _render(result) -> None:
+    from rich.table import Table
+
+    table = Table("outcome", "stage", "rows", title=f"curate → {result.output}")
+    for kind in ("quarantined", "removed", "kept"):
+        for stage, n in getattr(result, kind).items():
+            table.add_row(kind, stage, f"{n:,}")
+    table.add_row("[bold]input", "", f"[bold]{result.input_rows:,}")
+    out.print(table)
+    pii = ", ".join(f"{k} {v}" for k, v in sorted(result.pii.items())) or "none"
+    out.print(f"PII redacted: {pii}", highlight=False)
+    out.print(f"{result.duplicate_clusters} duplicate clusters · {result.records_per_s:,.0f} rows/s · books balance: "
+              f"{'yes' if result.balanced else 'NO'}", highlight=False)
+    err.print(f"See {result.output}/report.md, quarantine.jsonl, removed.jsonl, manifest.json")

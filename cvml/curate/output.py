@@ -1,0 +1,146 @@
+"""What a curated dataset folder holds: Parquet per split, report.json/.md, a length
+histogram PNG and manifest.json (sha256 of every input and split, recipe, code version)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+from cvml.data.records import Record
+
+SPLITS = ("train", "validation", "test")
+_COLUMNS = ("id", "task", "source_text", "job_description", "target", "group", "meta")
+REPORT_VERSION = 1
+
+
+def write_splits(out: Path, records: Iterable[Record], split_of: Callable[[Record], str], tokenizer) -> tuple[dict[str, int], dict]:
+    """Write {split}.parquet (every split, even empty, so readers never guess); return
+    counts per split and per-split lengths for the histogram."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    schema = pa.schema([(c, pa.string()) for c in _COLUMNS])
+    columns: dict[str, dict[str, list]] = {s: {c: [] for c in _COLUMNS} for s in SPLITS}
+    for record in records:
+        cols = columns[split_of(record)]
+        for c in _COLUMNS:
+            value = getattr(record, c)
+            cols[c].append(json.dumps(value, ensure_ascii=False) if c == "meta" else value)
+    counts, lengths = {}, {}
+    for split, cols in columns.items():
+        pq.write_table(pa.table(cols, schema=schema), out / f"{split}.parquet")
+        counts[split] = len(cols["id"])
+        lengths[split] = {
+            "source": _measure(cols["source_text"], tokenizer),
+            "target": _measure(cols["target"], tokenizer),
+        }
+    return counts, lengths
+
+
+def _measure(texts: list[str], tokenizer) -> list[int]:
+    if not texts:
+        return []
+    if tokenizer is None:
+        return [len(t.split()) for t in texts]
+    return [len(ids) for ids in tokenizer(texts, add_special_tokens=False)["input_ids"]]
+
+
+def write_report(out: Path, result, spec, dedup, lengths: dict, recipe: dict[str, Any] | None) -> dict[str, str]:
+    """report.json, report.md, lengths.png and manifest.json; returns their paths."""
+    from cvml.manifest import build_manifest, sha256_file, write_manifest
+
+    clusters = dedup.clusters if dedup is not None else []
+    report = {
+        "report_version": REPORT_VERSION,
+        **result.as_dict(),
+        "balanced": result.balanced,
+        "duplicate_cluster_sizes": _histogram(len(c) for c in clusters),
+        "duplicate_cluster_examples": clusters[:20],
+        "lengths": {s: {k: _summary(v) for k, v in d.items()} for s, d in lengths.items()},
+    }
+    files = {name: str(out / name) for name in ("report.json", "report.md", "lengths.png", "manifest.json")}
+    (out / "report.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    (out / "report.md").write_text(_markdown(report), encoding="utf-8")
+    _plot_lengths(lengths, result.length_unit, out / "lengths.png")
+    manifest = build_manifest(
+        "dataset",
+        inputs={f"input_{i}": p for i, p in enumerate(spec.inputs)}
+        | {f"eval_set_{i}": p for i, p in enumerate(spec.decontaminate.eval_sets)},
+        recipe=recipe or {"curate": spec.model_dump(mode="json")},
+        seed=spec.split.seed,
+        extra={
+            "outputs": {s: {"path": f"{s}.parquet", "rows": result.kept[s], "sha256": sha256_file(out / f"{s}.parquet")}
+                        for s in SPLITS},
+            "counts": {"input_rows": result.input_rows, "kept": result.kept, "quarantined": result.quarantined,
+                       "removed": result.removed},
+            "erasures": [],
+        },
+    )
+    write_manifest(out, manifest)
+    return files
+
+
+def _histogram(values: Iterable[int]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for v in values:
+        counts[str(v)] = counts.get(str(v), 0) + 1
+    return dict(sorted(counts.items(), key=lambda kv: int(kv[0])))
+
+
+def _summary(values: list[int]) -> dict[str, float]:
+    if not values:
+        return {"n": 0}
+    ordered = sorted(values)
+    pick = lambda q: ordered[min(len(ordered) - 1, int(q * len(ordered)))]  # noqa: E731
+    return {"n": len(values), "min": ordered[0], "p50": pick(0.5), "p95": pick(0.95), "max": ordered[-1],
+            "mean": round(sum(values) / len(values), 1)}
+
+
+def _markdown(report: dict) -> str:
+    lines = [
+        f"# Curation report — {report['output']}",
+        "",
+        f"{report['input_rows']:,} input rows in {report['seconds']} s ({report['records_per_s']:,.0f} rows/s). "
+        f"Books balance: {'yes' if report['balanced'] else '**NO**'}.",
+        "",
+        "| outcome | stage | rows |",
+        "|---|---|---:|",
+    ]
+    for kind in ("quarantined", "removed", "kept"):
+        for stage, n in report[kind].items():
+            lines.append(f"| {kind} | {stage} | {n:,} |")
+    lines += ["", "## PII redacted", "", "| type | spans |", "|---|---:|"]
+    lines += [f"| {t} | {n:,} |" for t, n in sorted(report["pii"].items())] or ["| (none) | 0 |"]
+    lines += ["", f"## Duplicates: {report['duplicate_clusters']} clusters", "",
+              "| cluster size | clusters |", "|---:|---:|"]
+    lines += [f"| {size} | {n} |" for size, n in report["duplicate_cluster_sizes"].items()]
+    lines += ["", f"## Lengths ({report['length_unit']})", "", "| split | field | n | p50 | p95 | max |", "|---|---|---:|---:|---:|---:|"]
+    for split, fields in report["lengths"].items():
+        for name, s in fields.items():
+            if s["n"]:
+                lines.append(f"| {split} | {name} | {s['n']} | {s['p50']} | {s['p95']} | {s['max']} |")
+    lines += ["", "Rows not kept are listed with their reason in `quarantine.jsonl` and `removed.jsonl`.", ""]
+    return "\n".join(lines)
+
+
+def _plot_lengths(lengths: dict, unit: str, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.6))
+    for ax, field in zip(axes, ("source", "target")):
+        for split in SPLITS:
+            values = lengths[split][field]
+            if values:
+                ax.hist(values, bins=30, alpha=0.55, label=f"{split} ({len(values)})")
+        ax.set_title(f"{field} length")
+        ax.set_xlabel(unit)
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel("rows")
+    axes[1].legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)

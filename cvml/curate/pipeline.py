@@ -1,0 +1,300 @@
+"""`cvml curate`: raw rows → a clean, private, leak-free dataset with an audit trail.
+
+Stages, in order, each counted: read → schema → normalize (+ length limits) → PII
+redaction → quality filters → decontamination → exact/near dedup → split by group.
+Rows that are malformed go to quarantine.jsonl; rows that are well-formed but unwanted
+(filtered, contaminated, duplicate) go to removed.jsonl; both say why. The books always
+balance: input rows = kept + quarantined + removed.
+
+Inputs are streamed; what survives the per-row stages is held until dedup, which needs
+every row (near duplicates can be anywhere in the input).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable, Iterator
+
+from cvml.curate.normalize import normalize_text
+from cvml.curate.readers import RawRow, iter_raw, map_columns
+from cvml.data.records import Record, validate_row
+from cvml.data.split import group_bucket
+from cvml.errors import DataError
+from cvml.recipe import CurateSpec
+
+_CHUNK = 1024
+
+
+@dataclass
+class CurateResult:
+    output: str
+    input_rows: int
+    kept: dict[str, int]
+    quarantined: dict[str, int]
+    removed: dict[str, int]
+    pii: dict[str, int]
+    duplicate_clusters: int
+    seconds: float
+    records_per_s: float
+    length_unit: str
+    files: dict[str, str] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @property
+    def balanced(self) -> bool:
+        return self.input_rows == sum(self.kept.values()) + sum(self.quarantined.values()) + sum(self.removed.values())
+
+
+class _Books:
+    """Counts and the two ledgers (quarantine, removed), written as the run goes."""
+
+    def __init__(self, out: Path, redact_row: Callable[[Any], Any]):
+        self.quarantined: Counter[str] = Counter()
+        self.removed: Counter[str] = Counter()
+        self.pii: Counter[str] = Counter()
+        self._q = (out / "quarantine.jsonl").open("w", encoding="utf-8")
+        self._r = (out / "removed.jsonl").open("w", encoding="utf-8")
+        self._redact_row = redact_row
+
+    def quarantine(self, stage: str, raw: RawRow, reason: str, row: Any = None) -> None:
+        self.quarantined[stage] += 1
+        # Quarantined rows never reached the PII stage: redact them here, the file must not leak.
+        entry = {"stage": stage, "source": raw.source, "line": raw.line, "reason": reason,
+                 "row": self._redact_row(row if row is not None else raw.row)}
+        self._q.write(json.dumps(entry, ensure_ascii=False, default=str) + "\n")
+
+    def remove(self, stage: str, record: Record, reason: str, kept_id: str | None = None) -> None:
+        self.removed[stage] += 1
+        entry = {"stage": stage, "id": record.id, "group": record.group, "reason": reason, "kept_id": kept_id}
+        self._r.write(json.dumps(entry, ensure_ascii=False) + "\n")
+
+    def close(self) -> None:
+        self._q.close()
+        self._r.close()
+
+
+def curate(
+    spec: CurateSpec,
+    output: str | Path,
+    *,
+    tokenizer=None,
+    recipe: dict[str, Any] | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> CurateResult:
+    """Run every stage and write the dataset folder.
+
+    Args:
+        spec: the recipe's curate section.
+        output: dataset folder (created; an existing dataset there is replaced).
+        tokenizer: a HF tokenizer for length limits in tokens; None measures in words.
+        recipe: the resolved recipe, recorded in the manifest.
+        progress: called with the number of input rows read so far.
+
+    Returns:
+        CurateResult; the same figures land in report.json.
+
+    Raises:
+        DataError: an input is missing or unreadable, or no row survives.
+    """
+    from cvml.curate.decontam import Decontaminator
+    from cvml.curate.dedup import deduplicate
+    from cvml.curate.filters import FilterConfig, apply_filters
+    from cvml.curate.pii_index import PiiIndex
+    from cvml.safety.pii import Placeholders, PiiRedactor
+
+    started = time.perf_counter()
+    out = Path(output)
+    _prepare_output(out)
+    redactor = PiiRedactor(types=spec.pii.types, names=_read_names(spec.pii.names_file)) if spec.pii.enabled else None
+    books = _Books(out, lambda row: _redact_any(redactor, row))
+    filter_cfg = FilterConfig(min_target_words=spec.filters.min_target_words, languages=tuple(spec.filters.languages))
+    decontam = _decontaminator(spec, Decontaminator)
+    index = PiiIndex.create(out)
+    fields = set(Record.model_fields)
+    unit = "tokens" if tokenizer is not None else "words"
+
+    kept: list[Record] = []
+    n_in = 0
+    for chunk in _chunks(_all_rows(spec.inputs), _CHUNK):
+        n_in += len(chunk)
+        valid: list[tuple[RawRow, Record]] = []
+        for raw in chunk:
+            if raw.error is not None:
+                books.quarantine("read", raw, raw.error)
+                continue
+            if not isinstance(raw.row, dict):
+                books.quarantine("read", raw, f"row is a {type(raw.row).__name__}, not an object")
+                continue
+            row = map_columns(raw.row, spec.columns, fields)
+            record, reason = validate_row(row)
+            if record is None:
+                books.quarantine("schema", raw, reason, row)
+                continue
+            valid.append((raw, _normalized(record, spec.normalize.fix_mojibake)))
+        for (raw, record), (n_src, n_tgt) in zip(valid, _lengths([r for _, r in valid], tokenizer)):
+            if n_src > spec.normalize.max_source_tokens or n_tgt > spec.normalize.max_target_tokens:
+                books.quarantine(
+                    "length", raw,
+                    f"source {n_src} / target {n_tgt} {unit} exceed limits "
+                    f"{spec.normalize.max_source_tokens} / {spec.normalize.max_target_tokens}",
+                    record.model_dump(),
+                )
+                continue
+            if redactor is not None:
+                record = _redact_record(redactor, Placeholders(), record, books.pii, index)
+            if spec.filters.enabled and (reason := apply_filters(record, filter_cfg)):
+                books.remove("filter", record, reason)
+                continue
+            if decontam is not None and (reason := _contaminated(decontam, record)):
+                books.remove("decontaminate", record, reason)
+                continue
+            kept.append(record)
+        if progress is not None:
+            progress(n_in)
+
+    dedup = deduplicate(kept, near=spec.dedup.near, threshold=spec.dedup.threshold, num_perm=spec.dedup.num_perm) if (
+        spec.dedup.exact or spec.dedup.near
+    ) else None
+    if dedup is not None:
+        by_id = {r.id: r for r in kept}
+        for removal in dedup.removed:
+            books.remove(f"dedup_{removal.kind}", by_id[removal.id], removal.reason, removal.kept_id)
+        kept = dedup.kept
+    books.close()
+    index.close()
+    if not kept:
+        raise DataError(f"no row survived curation ({n_in} read)", hint=f"See {out / 'quarantine.jsonl'} and removed.jsonl.")
+
+    from cvml.curate.output import write_report, write_splits
+
+    kept_counts, lengths = write_splits(out, kept, lambda r: assign_split(r.group, spec), tokenizer)
+    seconds = time.perf_counter() - started
+    result = CurateResult(
+        output=str(out),
+        input_rows=n_in,
+        kept=kept_counts,
+        quarantined=dict(books.quarantined),
+        removed=dict(books.removed),
+        pii=dict(books.pii),
+        duplicate_clusters=len(dedup.clusters) if dedup is not None else 0,
+        seconds=round(seconds, 2),
+        records_per_s=round(n_in / max(seconds, 1e-9), 1),
+        length_unit=unit,
+    )
+    result.files = write_report(out, result, spec, dedup, lengths, recipe)
+    return result
+
+
+def assign_split(group: str, spec) -> str:
+    """Deterministic split by group: the same person always lands in the same split."""
+    bucket = group_bucket(group, spec.split.seed)
+    if bucket < spec.split.train:
+        return "train"
+    if bucket < spec.split.train + spec.split.validation:
+        return "validation"
+    return "test"
+
+
+def _all_rows(inputs: Iterable[str]) -> Iterator[RawRow]:
+    for path in inputs:
+        yield from iter_raw(path)
+
+
+def _chunks(rows: Iterator[RawRow], size: int) -> Iterator[list[RawRow]]:
+    chunk: list[RawRow] = []
+    for row in rows:
+        chunk.append(row)
+        if len(chunk) == size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+def _normalized(record: Record, fix_mojibake: bool) -> Record:
+    jd = record.job_description
+    return record.model_copy(update={
+        "source_text": normalize_text(record.source_text, fix_mojibake),
+        "target": normalize_text(record.target, fix_mojibake),
+        "job_description": normalize_text(jd, fix_mojibake) if jd else None,
+    })
+
+
+def _lengths(records: list[Record], tokenizer) -> list[tuple[int, int]]:
+    if not records:
+        return []
+    if tokenizer is None:
+        return [(len(r.source_text.split()) + len((r.job_description or "").split()), len(r.target.split())) for r in records]
+    sources = tokenizer([r.source_text + ("\n" + r.job_description if r.job_description else "") for r in records],
+                        add_special_tokens=False)["input_ids"]
+    targets = tokenizer([r.target for r in records], add_special_tokens=False)["input_ids"]
+    return [(len(s), len(t)) for s, t in zip(sources, targets)]
+
+
+def _redact_record(redactor, placeholders, record: Record, counts: Counter, index) -> Record:
+    """Redact source, job description and target with one placeholder scope, so the same
+    email in source and target becomes the same <EMAIL_1>; count and index what was found."""
+    update = {}
+    for name in ("source_text", "job_description", "target"):
+        text = getattr(record, name)
+        if not text:
+            continue
+        redacted, spans = redactor.redact(text, placeholders)
+        if spans:
+            update[name] = redacted
+            for span in spans:
+                counts[span.type] += 1
+                index.add(span.type, span.text, record.group)
+    if not update:
+        return record
+    return record.model_copy(update={**update, "meta": {**record.meta, "pii_redacted": True}})
+
+
+def _redact_any(redactor, value: Any) -> Any:
+    if redactor is None:
+        return value
+    if isinstance(value, str):
+        return redactor.redact(value)[0]
+    if isinstance(value, dict):
+        return {k: _redact_any(redactor, v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_redact_any(redactor, v) for v in value]
+    return value
+
+
+def _decontaminator(spec: CurateSpec, cls):
+    if not spec.decontaminate.eval_sets:
+        return None
+    texts: list[str] = []
+    for path in spec.decontaminate.eval_sets:
+        texts.extend(cls.load_eval_texts(path))
+    return cls(texts, n=spec.decontaminate.ngram)
+
+
+def _contaminated(decontam, record: Record) -> str | None:
+    return decontam.check(record.source_text) or decontam.check(record.target)
+
+
+def _read_names(path: str | None) -> list[str]:
+    if not path:
+        return []
+    file = Path(path)
+    if not file.is_file():
+        raise DataError(f"curate.pii.names_file not found: {path}")
+    return [line.strip() for line in file.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def _prepare_output(out: Path) -> None:
+    """Create the folder; replace a previous dataset's files but refuse to clobber other data."""
+    if out.exists() and any(out.iterdir()) and not (out / "manifest.json").is_file():
+        raise DataError(
+            f"{out} exists and is not a cvml dataset",
+            hint="Choose another curate.output (or --out); cvml only replaces folders it wrote.",
+        )
+    out.mkdir(parents=True, exist_ok=True)
