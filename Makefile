@@ -31,6 +31,7 @@ $(TINY_DATA): | $(STAMP)
 # The whole lifecycle that exists so far, on the embedded default.
 demo: install $(TINY_BASE)/config.json $(TINY_DATA)
 	$(BIN)/cvml validate recipes/tiny-cv.yaml
+	$(BIN)/cvml curate recipes/tiny-cv.yaml
 	$(BIN)/cvml finetune recipes/tiny-cv.yaml --dry-run
 	$(BIN)/cvml finetune recipes/tiny-cv.yaml --overwrite
 	$(BIN)/cvml models list
@@ -40,7 +41,9 @@ test: install
 	$(BIN)/pytest -q
 
 bench: install $(TINY_BASE)/config.json $(TINY_DATA)
-	$(BIN)/python benchmarks/finetune_throughput.py
+	$(BIN)/cvml curate recipes/tiny-cv-lora.yaml
+	$(BIN)/python benchmarks/finetune_throughput.py --recipe recipes/tiny-cv-lora.yaml
+	$(BIN)/python benchmarks/curate_throughput.py
 
 clean:
-	rm -rf artifacts runs .cvml
+	rm -rf artifacts runs data .cvml

@@ -8,7 +8,7 @@ onto the vocabulary only where a label follows. Throughput counts real (non-padd
 tokens per second of training; both models are then scored by the same function on the
 same validation examples. The last line printed is one JSON object.
 
-    python benchmarks/finetune_throughput.py [--recipe recipes/tiny-cv.yaml] [--epochs 1]
+    python benchmarks/finetune_throughput.py [--recipe recipes/tiny-cv-lora.yaml] [--epochs 1]
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from pathlib import Path
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--recipe", default="recipes/tiny-cv.yaml")
+    parser.add_argument("--recipe", default="recipes/tiny-cv-lora.yaml", help="A LoRA recipe (the baseline is PEFT).")
     parser.add_argument("--epochs", type=float, default=1.0, help="Epochs for both runs.")
     args = parser.parse_args()
 
