@@ -108,9 +108,9 @@ class PiiSpec(Section):
 
 
 class DedupSpec(Section):
-    exact: bool = Field(True, description="Drop exact duplicates (after normalization).")
-    near: bool = Field(True, description="Drop near duplicates (MinHash-LSH).")
-    threshold: float = Field(0.8, gt=0, le=1, description="Jaccard similarity at which two rows are near duplicates.")
+    enabled: bool = Field(True, description="Drop exact duplicates (after normalization), and near ones if `near`.")
+    near: bool = Field(True, description="Also drop near duplicates (MinHash-LSH, verified by Jaccard).")
+    threshold: float = Field(0.85, gt=0, le=1, description="Word Jaccard at which two rows are near duplicates.")
     num_perm: int = Field(128, ge=16, description="MinHash permutations (accuracy vs speed).")
 
 

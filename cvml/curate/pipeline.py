@@ -158,9 +158,9 @@ def curate(
         if progress is not None:
             progress(n_in)
 
-    dedup = deduplicate(kept, near=spec.dedup.near, threshold=spec.dedup.threshold, num_perm=spec.dedup.num_perm) if (
-        spec.dedup.exact or spec.dedup.near
-    ) else None
+    dedup = None
+    if spec.dedup.enabled:
+        dedup = deduplicate(kept, near=spec.dedup.near, threshold=spec.dedup.threshold, num_perm=spec.dedup.num_perm)
     if dedup is not None:
         by_id = {r.id: r for r in kept}
         for removal in dedup.removed:

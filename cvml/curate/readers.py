@@ -48,23 +48,24 @@ def iter_raw(path: str | Path) -> Iterator[RawRow]:
 
 
 def _jsonl(path: Path) -> Iterator[RawRow]:
-    with path.open(encoding="utf-8") as fh:
-        lineno = 0
-        try:
-            for lineno, line in enumerate(fh, start=1):
-                if not line.strip():
-                    continue
-                try:
-                    yield RawRow(str(path), lineno, json.loads(line))
-                except json.JSONDecodeError as exc:
-                    yield RawRow(str(path), lineno, None, f"invalid JSON: {exc.msg} at column {exc.colno}")
-        except UnicodeDecodeError as exc:
-            raise DataError(f"{path}:{lineno + 1}: not UTF-8 text ({exc.reason})", hint="Re-encode the file as UTF-8.") from None
+    # Bytes, decoded line by line, so an encoding error names its own line.
+    with path.open("rb") as fh:
+        for lineno, raw in enumerate(fh, start=1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise DataError(f"{path}:{lineno}: not UTF-8 text ({exc.reason})", hint="Re-encode the file as UTF-8.") from None
+            if not line.strip():
+                continue
+            try:
+                yield RawRow(str(path), lineno, json.loads(line))
+            except json.JSONDecodeError as exc:
+                yield RawRow(str(path), lineno, None, f"invalid JSON: {exc.msg} at column {exc.colno}")
 
 
 def _csv(path: Path) -> Iterator[RawRow]:
     with path.open(encoding="utf-8", newline="") as fh:
-        reader = csv.DictReader(fh)
+        reader = csv.DictReader(fh, strict=True)  # an unclosed quote is an error, not a swallowed file
         try:
             for row in reader:
                 if None in row:  # more fields than the header: the row is malformed, not the file
