@@ -5,7 +5,6 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 # The demo keeps its registry inside the checkout; point CVML_HOME elsewhere to share one.
 export CVML_HOME ?= $(CURDIR)/.cvml
-export TOKENIZERS_PARALLELISM ?= false
 
 TINY_BASE := artifacts/tiny/base
 TINY_DATA := artifacts/tiny/data/cv-raw.jsonl

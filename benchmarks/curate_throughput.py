@@ -31,7 +31,7 @@ def main() -> None:
 
     log = lambda msg: print(msg, file=sys.stderr, flush=True)  # noqa: E731
     work = Path(tempfile.mkdtemp(prefix="cvml-curate-bench-"))
-    rows = generate_records(n_people=max(1, round(args.records / 4.875)), seed=0)[: args.records]
+    rows = generate_records(n_people=args.records // 4 + 1, seed=0)[: args.records]  # ~4.8 rows a person
     raw = work / "raw.jsonl"
     with raw.open("w", encoding="utf-8") as fh:
         for row in rows:
@@ -46,7 +46,7 @@ def main() -> None:
     started = time.perf_counter()
     result = curate(CurateSpec(inputs=[str(raw)]), work / "out", tokenizer=tokenizer)
     seconds = time.perf_counter() - started
-    quality = duplicate_quality(rows, work / "out" / "removed.jsonl")
+    quality = duplicate_quality(rows, work / "out")
     print(json.dumps({
         "benchmark": "curate_throughput",
         "records": len(rows),
@@ -56,32 +56,30 @@ def main() -> None:
         "balanced": result.balanced,
         "kept": result.kept,
         "quarantined": result.quarantined,
-        "removed": result.removed,
+        "removed_by_stage": result.removed,
         **quality,
     }))
 
 
-def duplicate_quality(rows: list[dict], removed_ledger: Path) -> dict:
-    """Recall: planted near (exact) duplicates removed as duplicates. Precision: rows removed
-    as near duplicates that were planted duplicates of either kind."""
-    planted = {r.get("id"): set((r.get("meta") or {}).get("planted", [])) for r in rows}
-    removed = [json.loads(line) for line in removed_ledger.read_text(encoding="utf-8").splitlines()]
-    as_dup = {e["id"] for e in removed if e["stage"].startswith("dedup")}
-    as_near = [e["id"] for e in removed if e["stage"] == "dedup_near"]
-    # Planted rows that an earlier stage removed (e.g. a near copy of a filtered row) cannot be
-    # found by dedup; they are left out of the recall denominator and counted separately.
-    elsewhere = {e["id"] for e in removed if not e["stage"].startswith("dedup")}
-    near = [i for i, tags in planted.items() if "dup:near" in tags and i not in elsewhere]
-    exact = [i for i, tags in planted.items() if "dup:exact" in tags and i not in elsewhere]
-    dup_tags = {"dup:near", "dup:exact"}
-    return {
-        "near_dup_recall": round(sum(i in as_dup for i in near) / max(1, len(near)), 4),
-        "near_dup_precision": round(sum(bool(planted.get(i, set()) & dup_tags) for i in as_near) / max(1, len(as_near)), 4),
-        "exact_dup_recall": round(sum(i in as_dup for i in exact) / max(1, len(exact)), 4),
-        "planted_near": len(near),
-        "planted_exact": len(exact),
-        "removed_as_near": len(as_near),
-    }
+def duplicate_quality(rows: list[dict], folder: Path) -> dict:
+    """Score the run's duplicate removal against the planted duplicates with dedup's own
+    scorer (see cvml.curate.dedup.near_dup_quality for the definitions), rebuilding the
+    dedup outcome from the dataset's ledgers."""
+    import pyarrow.parquet as pq
+
+    from cvml.curate.dedup import DedupResult, Removal, near_dup_quality
+    from cvml.curate.output import SPLITS
+    from cvml.data.records import validate_row
+
+    records = [r for r in (validate_row(row)[0] for row in rows) if r is not None]
+    kept_ids = {i for s in SPLITS for i in pq.read_table(folder / f"{s}.parquet", columns=["id"])["id"].to_pylist()}
+    ledger = [json.loads(line) for line in (folder / "removed.jsonl").read_text(encoding="utf-8").splitlines()]
+    removed = [
+        Removal(id=e["id"], reason=e["reason"], kept_id=e["kept_id"], kind=e["stage"].removeprefix("dedup_"), similarity=0.0)
+        for e in ledger if e["stage"].startswith("dedup")
+    ]
+    result = DedupResult(kept=[r for r in records if r.id in kept_ids], removed=removed, clusters=[])
+    return near_dup_quality(records, result)
 
 
 if __name__ == "__main__":

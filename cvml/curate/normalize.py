@@ -13,13 +13,15 @@ _BLANK_LINES = re.compile(r"\n{3,}")
 
 
 def normalize_text(text: str, fix_mojibake: bool = True) -> str:
-    """Repair, NFC-normalize and tidy one text; ASCII text skips the (slower) ftfy pass."""
+    """Repair, NFC-normalize and tidy one text. ftfy's full pass is slow, so it runs only on
+    text its badness check flags as mojibake; en dashes, € and accents alone are fine."""
     if fix_mojibake and not text.isascii():
         import ftfy
+        from ftfy.badness import is_bad
 
-        text = ftfy.fix_text(text, normalization="NFC")
-    else:
-        text = unicodedata.normalize("NFC", text)
+        if is_bad(text):
+            text = ftfy.fix_text(text, normalization="NFC")
+    text = unicodedata.normalize("NFC", text)
     text = text.replace("\r\n", "\n").replace("\r", "\n")
     text = _BULLET.sub("- ", text)
     lines = [_SPACES.sub(" ", line).strip() for line in text.split("\n")]

@@ -14,36 +14,31 @@ _COLUMNS = ("id", "task", "source_text", "job_description", "target", "group", "
 REPORT_VERSION = 1
 
 
-def write_splits(out: Path, records: Iterable[Record], split_of: Callable[[Record], str], tokenizer) -> tuple[dict[str, int], dict]:
+def write_splits(
+    out: Path, records: Iterable[Record], split_of: Callable[[Record], str], lengths: dict[str, tuple[int, int]]
+) -> tuple[dict[str, int], dict]:
     """Write {split}.parquet (every split, even empty, so readers never guess); return
-    counts per split and per-split lengths for the histogram."""
+    counts per split and per-split (source, target) lengths for the histogram."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     schema = pa.schema([(c, pa.string()) for c in _COLUMNS])
     columns: dict[str, dict[str, list]] = {s: {c: [] for c in _COLUMNS} for s in SPLITS}
+    by_split: dict[str, dict[str, list[int]]] = {s: {"source": [], "target": []} for s in SPLITS}
     for record in records:
-        cols = columns[split_of(record)]
+        split = split_of(record)
+        cols = columns[split]
         for c in _COLUMNS:
             value = getattr(record, c)
             cols[c].append(json.dumps(value, ensure_ascii=False) if c == "meta" else value)
-    counts, lengths = {}, {}
+        n_src, n_tgt = lengths[record.id]
+        by_split[split]["source"].append(n_src)
+        by_split[split]["target"].append(n_tgt)
+    counts = {}
     for split, cols in columns.items():
         pq.write_table(pa.table(cols, schema=schema), out / f"{split}.parquet")
         counts[split] = len(cols["id"])
-        lengths[split] = {
-            "source": _measure(cols["source_text"], tokenizer),
-            "target": _measure(cols["target"], tokenizer),
-        }
-    return counts, lengths
-
-
-def _measure(texts: list[str], tokenizer) -> list[int]:
-    if not texts:
-        return []
-    if tokenizer is None:
-        return [len(t.split()) for t in texts]
-    return [len(ids) for ids in tokenizer(texts, add_special_tokens=False)["input_ids"]]
+    return counts, by_split
 
 
 def write_report(out: Path, result, spec, dedup, lengths: dict, recipe: dict[str, Any] | None) -> dict[str, str]:

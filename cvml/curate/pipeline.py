@@ -120,6 +120,7 @@ def curate(
     unit = "tokens" if tokenizer is not None else "words"
 
     kept: list[Record] = []
+    lengths: dict[str, tuple[int, int]] = {}
     n_in = 0
     for chunk in _chunks(_all_rows(spec.inputs), _CHUNK):
         n_in += len(chunk)
@@ -155,6 +156,7 @@ def curate(
                 books.remove("decontaminate", record, reason)
                 continue
             kept.append(record)
+            lengths[record.id] = (n_src, n_tgt)
         if progress is not None:
             progress(n_in)
 
@@ -173,7 +175,7 @@ def curate(
 
     from cvml.curate.output import write_report, write_splits
 
-    kept_counts, lengths = write_splits(out, kept, lambda r: assign_split(r.group, spec), tokenizer)
+    kept_counts, split_lengths = write_splits(out, kept, lambda r: assign_split(r.group, spec), lengths)
     seconds = time.perf_counter() - started
     result = CurateResult(
         output=str(out),
@@ -187,7 +189,7 @@ def curate(
         records_per_s=round(n_in / max(seconds, 1e-9), 1),
         length_unit=unit,
     )
-    result.files = write_report(out, result, spec, dedup, lengths, recipe)
+    result.files = write_report(out, result, spec, dedup, split_lengths, recipe)
     return result
 
 
@@ -227,14 +229,21 @@ def _normalized(record: Record, fix_mojibake: bool) -> Record:
 
 
 def _lengths(records: list[Record], tokenizer) -> list[tuple[int, int]]:
+    """(source + job description, target) lengths in tokens, or words without a tokenizer."""
     if not records:
         return []
+    sources = [r.source_text + ("\n" + r.job_description if r.job_description else "") for r in records]
+    targets = [r.target for r in records]
+    return list(zip(count_tokens(sources, tokenizer), count_tokens(targets, tokenizer)))
+
+
+def count_tokens(texts: list[str], tokenizer) -> list[int]:
     if tokenizer is None:
-        return [(len(r.source_text.split()) + len((r.job_description or "").split()), len(r.target.split())) for r in records]
-    sources = tokenizer([r.source_text + ("\n" + r.job_description if r.job_description else "") for r in records],
-                        add_special_tokens=False)["input_ids"]
-    targets = tokenizer([r.target for r in records], add_special_tokens=False)["input_ids"]
-    return [(len(s), len(t)) for s, t in zip(sources, targets)]
+        return [len(t.split()) for t in texts]
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is not None:  # the Rust tokenizer directly: no Python-side conversion of every id
+        return [len(e.ids) for e in backend.encode_batch(texts, add_special_tokens=False)]
+    return [len(ids) for ids in tokenizer(texts, add_special_tokens=False)["input_ids"]]
 
 
 def _redact_record(redactor, placeholders, record: Record, counts: Counter, index) -> Record:
