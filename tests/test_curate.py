@@ -208,3 +208,19 @@ def test_refuses_to_overwrite_a_folder_it_did_not_write(tmp_path, raw):
     (precious / "notes.txt").write_text("keep me")
     with pytest.raises(DataError, match="not a cvml dataset"):
         curate(CurateSpec(inputs=[str(raw)]), precious)
+
+
+def test_pii_index_finds_values_in_other_formats_and_stores_no_value(tmp_path):
+    from cvml.curate.pii_index import INDEX_FILE, PiiIndex
+
+    index = PiiIndex.create(tmp_path)
+    index.add("PHONE", "020 7946 0958", "p1")
+    index.add("EMAIL", "Jane.Doe@Example.com", "p2")
+    index.close()
+    lookup = PiiIndex.open(tmp_path)
+    assert lookup.groups_for("+44 20 7946 0958") == {"p1"}
+    assert lookup.groups_for("jane.doe@example.com") == {"p2"}
+    assert lookup.groups_for("someone@else.com") == set()
+    stored = (tmp_path / INDEX_FILE).read_text()
+    assert "7946" not in stored and "jane" not in stored.lower()
+    assert (tmp_path / "pii_index.key").stat().st_mode & 0o077 == 0

@@ -16,15 +16,18 @@ import re
 import secrets
 from pathlib import Path
 
+from cvml.safety.pii import normalize_value
+
 KEY_FILE = "pii_index.key"
 INDEX_FILE = "pii_index.jsonl"
 
 
-def normalize_value(pii_type: str, value: str) -> str:
-    """The form both curate and forget hash: phones by digits, the rest case- and space-folded."""
+def index_form(pii_type: str | None, value: str) -> str:
+    """The form curate and forget both hash: the redactor's comparison form, except that
+    phones keep only their last 9 digits, so "+44 20 7946 0958" finds "020 7946 0958"."""
     if pii_type == "PHONE":
-        return re.sub(r"\D", "", value)[-9:]  # the last 9 digits survive any country-code style
-    return " ".join(value.lower().split())
+        return re.sub(r"\D", "", value)[-9:]
+    return normalize_value(pii_type or "TEXT", value)
 
 
 class PiiIndex:
@@ -46,8 +49,7 @@ class PiiIndex:
         return cls(folder, (folder / KEY_FILE).read_bytes(), "r")
 
     def digest(self, value: str, pii_type: str | None = None) -> str:
-        normalized = normalize_value(pii_type, value) if pii_type else " ".join(value.lower().split())
-        return hmac.new(self.key, normalized.encode(), hashlib.sha256).hexdigest()
+        return hmac.new(self.key, index_form(pii_type, value).encode(), hashlib.sha256).hexdigest()
 
     def add(self, pii_type: str, value: str, group: str) -> None:
         entry = (self.digest(value, pii_type), group)
