@@ -8,7 +8,7 @@ onto the vocabulary only where a label follows. Throughput counts real (non-padd
 tokens per second of training; both models are then scored by the same function on the
 same validation examples. The last line printed is one JSON object.
 
-    python benchmarks/finetune_throughput.py [--recipe recipes/tiny-cv-lora.yaml] [--epochs 1]
+    python benchmarks/finetune_throughput.py [--recipe recipes/tiny-cv-lora.yaml] [--epochs N]
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from pathlib import Path
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--recipe", default="recipes/tiny-cv-lora.yaml", help="A LoRA recipe (the baseline is PEFT).")
-    parser.add_argument("--epochs", type=float, default=1.0, help="Epochs for both runs.")
+    parser.add_argument("--epochs", type=float, default=None, help="Epochs for both runs (default: the recipe's).")
     args = parser.parse_args()
 
     import torch
@@ -42,8 +42,8 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="cvml-bench-"))
     recipe = load_recipe(
         args.recipe,
-        [f"train.output_dir={work / 'cvml'}", f"train.epochs={args.epochs}", "train.register_model=false",
-         "train.merge=false", "train.eval_every=100000", "train.save_every=100000"],
+        [f"train.output_dir={work / 'cvml'}", "train.register_model=false", "train.merge=false",
+         "train.eval_every=100000", "train.save_every=100000"] + ([f"train.epochs={args.epochs}"] if args.epochs else []),
     )
     log = lambda msg: print(msg, file=sys.stderr, flush=True)  # noqa: E731
 
