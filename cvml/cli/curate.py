@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import typer
@@ -49,7 +50,8 @@ def run(
     else:
         if not input_ or not out_dir:
             raise typer.BadParameter("give a recipe, or both --input and --out", param_hint="RECIPE")
-        resolved = validate_recipe(apply_overrides({"name": Path(out_dir).name or "dataset"}, overrides), source="flags")
+        name = re.sub(r"[^A-Za-z0-9._-]+", "-", Path(out_dir).name).strip("-._") or "dataset"
+        resolved = validate_recipe(apply_overrides({"name": name}, overrides), source="flags")
 
     from cvml.curate.run import run_curate
 

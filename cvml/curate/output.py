@@ -49,7 +49,6 @@ def write_report(out: Path, result, spec, dedup, lengths: dict, recipe: dict[str
     report = {
         "report_version": REPORT_VERSION,
         **result.as_dict(),
-        "balanced": result.balanced,
         "duplicate_cluster_sizes": _histogram(len(c) for c in clusters),
         "duplicate_cluster_examples": clusters[:20],
         "lengths": {s: {k: _summary(v) for k, v in d.items()} for s, d in lengths.items()},

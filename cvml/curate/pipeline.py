@@ -44,7 +44,7 @@ class CurateResult:
     files: dict[str, str] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return {**asdict(self), "balanced": self.balanced}
 
     @property
     def balanced(self) -> bool:
