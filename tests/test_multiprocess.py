@@ -22,7 +22,7 @@ def _losses(run_dir: Path) -> list[float]:
 @pytest.mark.slow
 def test_two_processes_match_one_process_with_accumulation(make_recipe, tmp_path):
     # lora dropout 0 so the two layouts see identical computations.
-    path = make_recipe("ddp", train={"max_steps": 6, "micro_batch_size": 2, "eval_every": 6, "save_every": 100,
+    path = make_recipe("ddp", train={"max_steps": 6, "micro_batch_size": 2, "eval_every": 6, "save_every": 3,
                                      "lora": {"dropout": 0.0}})
     two = tmp_path / "two"
     proc = subprocess.run(
@@ -34,6 +34,12 @@ def test_two_processes_match_one_process_with_accumulation(make_recipe, tmp_path
     assert result["plan"]["world_size"] == 2 and result["steps"] == 6
     manifest = json.loads((two / "manifest.json").read_text())
     assert manifest["devices"]["num_processes"] == 2
+    state = json.loads((two / "checkpoints" / "step-000003" / "trainer_state.json").read_text())
+    assert state["world_size"] == 2 and state["state"]["step"] == 3
+    from safetensors import safe_open
+
+    with safe_open(two / "checkpoints" / "step-000003" / "model.safetensors", "pt") as fh:
+        assert all("lora_" in k for k in fh.keys())  # adapter only, under DDP too
 
     one = finetune(load_recipe(path, [f"train.output_dir={tmp_path / 'one'}", "train.grad_accum=2"]), progress=False)
     assert one.plan["rows_per_step"] == result["plan"]["rows_per_step"] == 4

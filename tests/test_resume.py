@@ -53,6 +53,13 @@ def test_killed_run_resumes_exactly(make_recipe, tmp_path, lora_dropout):
         "step-000004", "step-000008"
     ]
 
+    # A LoRA checkpoint holds the adapter, not the frozen base.
+    from safetensors import safe_open
+
+    with safe_open(killed_dir / "checkpoints" / "step-000008" / "model.safetensors", "pt") as fh:
+        keys = list(fh.keys())
+    assert keys and all("lora_" in k for k in keys)
+
     resumed = finetune(load_recipe(path, [f"train.output_dir={killed_dir}"]), resume=True, progress=False)
     want, got = _train_losses(Path(reference.run_dir)), _train_losses(killed_dir)
     assert sorted(got) == list(range(1, 17))  # steps 9-11 were logged, truncated and redone

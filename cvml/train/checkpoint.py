@@ -30,6 +30,19 @@ _RESUME_SAFE = {
 }
 
 
+def keep_only_trainable(accelerator, model) -> None:
+    """Make LoRA checkpoints hold the adapter, not the frozen base (MBs instead of GBs at
+    0.5B parameters); the base comes back from model.base on resume. Applies where
+    Accelerate gathers a state dict (single process, DDP); FSDP/DeepSpeed shard their own."""
+    trainable = {name for name, p in model.named_parameters() if p.requires_grad}
+
+    def hook(_models, weights, _output_dir) -> None:
+        for i, state in enumerate(weights):
+            weights[i] = {k: v for k, v in state.items() if k in trainable}
+
+    accelerator.register_save_state_pre_hook(hook)
+
+
 def checkpoint_dir(run_dir: Path, step: int) -> Path:
     return run_dir / "checkpoints" / f"step-{step:06d}"
 

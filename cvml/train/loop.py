@@ -133,6 +133,9 @@ def finetune(
     )
     model, optimizer = accelerator.prepare(model, optimizer)
     accelerator.register_for_checkpointing(scheduler)
+    lora = recipe.train.method == "lora"
+    if lora:
+        ckpt.keep_only_trainable(accelerator, model)
 
     recipe_dict = recipe_to_dict(recipe)
     state = {"step": 0, "best_eval_loss": None, "bad_evals": 0, "tokens_seen": 0, "train_s": 0.0, "base_eval_loss": None,
@@ -142,7 +145,7 @@ def finetune(
         found = ckpt.latest_checkpoint(run_dir)
         saved = ckpt.read_state(found)
         ckpt.check_compatible(saved, recipe_dict, accelerator.num_processes)
-        accelerator.load_state(str(found))
+        accelerator.load_state(str(found), strict=not lora)  # LoRA checkpoints hold the adapter only
         state = saved["state"]
         if accelerator.is_main_process:
             _truncate_metrics(metrics_path, state["step"])
