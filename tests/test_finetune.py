@@ -118,6 +118,11 @@ def test_early_stopping_stops(make_recipe):
                                                   "early_stopping": {"patience": 1}}))
     result = finetune(recipe, progress=False)
     assert result.stopped_early and result.steps < 30
+    # The model handed back is the best evaluation's, re-evaluated after restoring it.
+    assert result.best_step is not None and result.best_step < result.steps
+    assert result.final_eval_loss == pytest.approx(result.best_eval_loss, rel=1e-6)
+    rows = _metrics(Path(result.run_dir))
+    assert rows[-1]["restored_best_step"] == result.best_step
 
 
 def test_existing_run_needs_resume_or_overwrite(make_recipe):

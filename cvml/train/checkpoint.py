@@ -18,6 +18,7 @@ from typing import Any
 from cvml.errors import ResumeError
 
 STATE_FILE = "trainer_state.json"
+BEST_FILE = "best.pt"
 # Recipe fields that may change between a run and its resumption without changing the
 # numbers it produces (how often to log/save, what to do after training).
 _RESUME_SAFE = {
@@ -41,6 +42,31 @@ def keep_only_trainable(accelerator, model) -> None:
             weights[i] = {k: v for k, v in state.items() if k in trainable}
 
     accelerator.register_save_state_pre_hook(hook)
+
+
+def save_best(accelerator, model, run_dir: Path) -> None:
+    """Keep the trainable weights of the best evaluation so far (early stopping restores them)."""
+    import torch
+
+    trainable = {n for n, p in accelerator.unwrap_model(model).named_parameters() if p.requires_grad}
+    state = accelerator.get_state_dict(model)  # gathered on the main process under FSDP
+    if accelerator.is_main_process:
+        best = {k: v.detach().cpu().clone() for k, v in state.items() if k in trainable}
+        path = run_dir / "checkpoints" / BEST_FILE
+        path.parent.mkdir(parents=True, exist_ok=True)
+        torch.save(best, path.with_suffix(".tmp"))
+        path.with_suffix(".tmp").replace(path)
+    accelerator.wait_for_everyone()
+
+
+def load_best(accelerator, model, run_dir: Path) -> None:
+    import torch
+
+    best = torch.load(run_dir / "checkpoints" / BEST_FILE, map_location="cpu", weights_only=True)
+    missing = set(best) - set(accelerator.unwrap_model(model).state_dict())
+    if missing:
+        raise ResumeError(f"the best-model file does not match the model ({len(missing)} unknown tensors)")
+    accelerator.unwrap_model(model).load_state_dict(best, strict=False)
 
 
 def checkpoint_dir(run_dir: Path, step: int) -> Path:

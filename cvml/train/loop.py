@@ -46,6 +46,7 @@ class FinetuneResult:
     base_eval_loss: float | None
     final_eval_loss: float
     best_eval_loss: float
+    best_step: int | None  # set with early stopping: the step whose weights the model holds
     final_train_loss: float
     train_tokens_per_s: float
     wall_s: float
@@ -139,7 +140,7 @@ def finetune(
 
     recipe_dict = recipe_to_dict(recipe)
     state = {"step": 0, "best_eval_loss": None, "bad_evals": 0, "tokens_seen": 0, "train_s": 0.0, "base_eval_loss": None,
-             "last_train_loss": None}
+             "last_train_loss": None, "best_step": None}
     metrics_path = run_dir / "metrics.jsonl"
     if resume:
         found = ckpt.latest_checkpoint(run_dir)
@@ -157,6 +158,9 @@ def finetune(
         state["base_eval_loss"] = evaluate(model, data, recipe.train.micro_batch_size, pad_id, accelerator)
         log.write({"type": "eval", "step": 0, "eval_loss": state["base_eval_loss"]})
 
+    # Early stopping hands back the best evaluation's weights. Under FSDP/DeepSpeed the
+    # weights are sharded and cvml does not re-shard them: there the last weights are kept.
+    keep_best = bool(recipe.train.early_stopping) and accelerator.distributed_type.value not in ("FSDP", "DEEPSPEED")
     bar = _Progress(plan.total_steps, state["step"], enabled=progress and accelerator.is_main_process)
     stopped_early = False
     eval_loss = state["base_eval_loss"]
@@ -201,7 +205,11 @@ def finetune(
         if (step + 1) % recipe.train.eval_every == 0 or last:
             eval_loss = evaluate(model, data, recipe.train.micro_batch_size, pad_id, accelerator)
             log.write({"type": "eval", "step": step + 1, "eval_loss": eval_loss})
-            stopped_early = _early_stop(state, eval_loss, recipe) and not last
+            if _track_best(state, eval_loss, recipe) and keep_best:
+                state["best_step"] = step + 1
+                ckpt.save_best(accelerator, model, run_dir)
+            es = recipe.train.early_stopping
+            stopped_early = bool(es) and state["bad_evals"] >= es.patience and not last
         bar.update(step + 1, train_loss, eval_loss, record["tokens_per_s"])
         if accelerator.is_main_process:
             for cb in callbacks:
@@ -215,6 +223,11 @@ def finetune(
                 recipe.train.keep_checkpoints,
             )
     bar.close()
+    if keep_best and state.get("best_step") and not eval_loss <= state["best_eval_loss"]:  # NaN too
+        # With early stopping the run's model is its best evaluation, not its last step.
+        ckpt.load_best(accelerator, model, run_dir)
+        eval_loss = evaluate(model, data, recipe.train.micro_batch_size, pad_id, accelerator)
+        log.write({"type": "eval", "step": state["step"], "eval_loss": eval_loss, "restored_best_step": state["best_step"]})
 
     from cvml.train.outputs import write_outputs
 
@@ -270,15 +283,16 @@ def evaluate(model, data: RunData, micro_batch_size: int, pad_id: int, accelerat
     return float(totals[0] / totals[1])
 
 
-def _early_stop(state: dict, eval_loss: float, recipe: Recipe) -> bool:
+def _track_best(state: dict, eval_loss: float, recipe: Recipe) -> bool:
+    """Update best eval loss and the count of evaluations without improvement; True if improved."""
     es = recipe.train.early_stopping
     best = state["best_eval_loss"]
     if best is None or eval_loss < best - (es.min_delta if es else 0.0):
         state["best_eval_loss"] = eval_loss
         state["bad_evals"] = 0
-        return False
+        return True
     state["bad_evals"] += 1
-    return es is not None and state["bad_evals"] >= es.patience
+    return False
 
 
 def _prepare_run_dir(run_dir: Path, resume: bool, overwrite: bool, accelerator) -> None:
