@@ -81,7 +81,7 @@ def _render_result(result) -> None:
     table = Table("result", "value", title="finetune")
     base = f"{result.base_eval_loss:.4f}" if result.base_eval_loss is not None else "(resumed)"
     table.add_row("eval loss: base → final", f"{base} → {result.final_eval_loss:.4f}")
-    best = f" (model restored to step {result.best_step})" if result.best_step and result.stopped_early else ""
+    best = f" (model restored to step {result.best_step})" if result.best_step and result.best_step != result.steps else ""
     table.add_row("best eval loss", f"{result.best_eval_loss:.4f}{best}")
     table.add_row("steps", str(result.steps) + (" (early stop)" if result.stopped_early else ""))
     table.add_row("train tokens/s", f"{result.train_tokens_per_s:,.0f}")
