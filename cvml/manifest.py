@@ -14,7 +14,10 @@ from typing import Any
 
 from cvml import __version__
 
-_LIBRARIES = ("torch", "transformers", "peft", "accelerate", "datasets", "tokenizers", "safetensors", "pydantic")
+_LIBRARIES = (
+    "torch", "transformers", "peft", "accelerate", "datasets", "tokenizers", "safetensors", "pydantic",
+    "pyarrow", "datasketch", "ftfy", "phonenumbers", "py3langid",
+)
 
 
 def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
