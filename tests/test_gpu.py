@@ -24,8 +24,11 @@ def test_bf16_finetune_on_cuda(make_recipe, method):
     assert result.final_eval_loss < result.base_eval_loss
     manifest = json.loads(Path(result.run_dir, "manifest.json").read_text())
     assert "MULTI" not in manifest["devices"]["distributed_type"]
-    config = json.loads(Path(result.model_dir, "adapter_config.json" if method == "lora" else "config.json").read_text())
-    assert config
+    if method == "lora":
+        assert json.loads(Path(result.model_dir, "adapter_config.json").read_text())["r"] == 16
+    else:
+        config = json.loads(Path(result.model_dir, "config.json").read_text())
+        assert (config.get("dtype") or config.get("torch_dtype")) == "bfloat16"
 
 
 def test_cuda_resume_is_exact(make_recipe, tmp_path):
