@@ -8,6 +8,7 @@ never attends to its neighbours (tests/test_packing.py checks logits against unp
 
 from __future__ import annotations
 
+from bisect import bisect_left, insort
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -25,23 +26,28 @@ class Row:
 
 
 def pack(examples: Sequence[Example], seq_len: int) -> list[Row]:
-    """First-fit-decreasing bin packing into rows of at most seq_len tokens.
+    """Best-fit-decreasing bin packing into rows of at most seq_len tokens.
 
-    Deterministic (ties keep input order), so a run and its resumption pack identically.
+    Longest examples first, each into the row whose free space fits it most tightly,
+    found by bisection over the sorted free spaces: O(n log n), so a million examples pack
+    in seconds. Deterministic (ties keep input order), so a run and its resumption pack
+    identically.
     """
     order = sorted(range(len(examples)), key=lambda i: -len(examples[i]))
     rows: list[Row] = []
-    free: list[int] = []
+    free: list[tuple[int, int]] = []  # (free tokens, row index), sorted
     for i in order:
         ex = examples[i]
-        for r, space in enumerate(free):
-            if len(ex) <= space:
-                rows[r].examples.append(ex)
-                free[r] -= len(ex)
-                break
+        k = bisect_left(free, (len(ex), -1))
+        if k < len(free):
+            space, r = free.pop(k)
+            rows[r].examples.append(ex)
+            space -= len(ex)
         else:
             rows.append(Row([ex]))
-            free.append(seq_len - len(ex))
+            space, r = seq_len - len(ex), len(rows) - 1
+        if space > 0:
+            insort(free, (space, r))
     return rows
 
 
