@@ -163,6 +163,64 @@ class CurateSpec(Section):
         return self
 
 
+class QuantizeSpec(Section):
+    method: Literal["gptq", "rtn", "int8"] = Field(
+        "gptq", description="gptq (optimum + GPT-QModel), rtn (round-to-nearest baseline), int8 (CPU serving)."
+    )
+    bits: int = Field(4, description="Weight bits (gptq/rtn: 2, 3, 4, 8; int8: 8).")
+    group_size: int = Field(128, ge=-1, description="Columns sharing one scale; -1 = per output channel. Must divide in_features.")
+    sym: bool = Field(True, description="Symmetric quantization (no zero point).")
+    desc_act: bool = Field(False, description="GPTQ: quantize columns in order of decreasing activation.")
+    calibration_samples: int = Field(128, ge=1, description="Calibration texts drawn from the curated train split.")
+    eval_samples: int = Field(200, ge=1, description="Validation records for the perplexity comparison.")
+    max_ppl_increase: float | None = Field(
+        None, gt=0, description="Fail (exit 1) when perplexity rises by more than this fraction (0.05 = 5%)."
+    )
+    output: str = Field("runs/{name}-{method}{bits}", description="Quantized model folder; {name}, {method}, {bits}.")
+
+
+class GateSpec(Section):
+    metric: str = Field(description="Dotted report metric, e.g. perf.c16.e2e_p95_s or quality.fabrication_rate.")
+    max: float | None = Field(None, description="Absolute upper bound.")
+    min: float | None = Field(None, description="Absolute lower bound.")
+    max_drop: float | None = Field(None, ge=0, description="Relative to the baseline: may fall by at most this fraction.")
+    max_rise: float | None = Field(None, ge=0, description="Relative to the baseline: may rise by at most this fraction.")
+
+    @model_validator(mode="after")
+    def _has_bound(self) -> "GateSpec":
+        if all(v is None for v in (self.max, self.min, self.max_drop, self.max_rise)):
+            raise ValueError(f"gate on {self.metric!r} sets no bound; give max, min, max_drop or max_rise")
+        return self
+
+
+class BenchSpec(Section):
+    concurrency: list[int] = Field(default_factory=lambda: [1, 4, 16], description="Closed-loop client counts to sweep.")
+    requests_per_level: int = Field(32, ge=1, description="Requests measured at each concurrency level.")
+    warmup_requests: int = Field(4, ge=0, description="Unmeasured requests before the sweep.")
+    poisson_rate: float | None = Field(None, gt=0, description="Also run open-loop Poisson arrivals at this rate (req/s).")
+    trials: int = Field(3, ge=1, description="Repeats of the sweep; relative speed gates use their spread.")
+    max_new_tokens: int = Field(64, ge=1, description="New tokens per request (greedy).")
+    eval_data: str | None = Field(None, description="Eval records (.jsonl or curated folder); default: curate output's test split.")
+    eval_samples: int = Field(64, ge=1, description="Eval records scored for quality.")
+    bias_probe: bool = Field(True, description="Run the counterfactual name-swap bias probe.")
+    bias_names_dir: str | None = Field(None, description="Folder of the bias-names data (default ../shared/data/bias-names).")
+    gates: list[GateSpec] = Field(default_factory=list, description="Pass/fail rules; any failure exits 1.")
+    output: str = Field("bench/{name}", description="Report folder; {name} is the recipe name.")
+
+
+class ServeSpec(Section):
+    host: str = Field("127.0.0.1", description="Interface to bind; 0.0.0.0 exposes the server to the network.")
+    port: int = Field(8000, ge=0, le=65535, description="Port (0 = any free port).")
+    max_batch_size: int = Field(16, ge=1, description="Sequences decoded together.")
+    max_queue: int = Field(64, ge=0, description="Waiting requests beyond the batch; more get 429.")
+    batch_wait_ms: float = Field(2.0, ge=0, description="How long a new batch waits for company before starting.")
+    max_new_tokens: int = Field(128, ge=1, description="Default (and cap of) new tokens per request.")
+    request_timeout_s: float = Field(30.0, gt=0, description="Per-request deadline (504 past it).")
+    drain_timeout_s: float = Field(30.0, ge=0, description="On SIGTERM, how long in-flight requests may finish.")
+    log_text: Literal["redacted", "none"] = Field("redacted", description="Request log text: PII-redacted, or not stored.")
+    log_retention_days: int = Field(30, ge=1, description="`cvml logs purge` default age.")
+
+
 class Recipe(Section):
     name: str = Field(description="Experiment name; also the model name in the registry.")
     description: str | None = None
@@ -171,6 +229,9 @@ class Recipe(Section):
     data: DataSpec | None = Field(None, description="The curated data finetune trains on.")
     curate: CurateSpec | None = Field(None, description="How `cvml curate` makes the dataset.")
     train: TrainSpec = Field(default_factory=TrainSpec)
+    quantize: QuantizeSpec | None = Field(None, description="How `cvml quantize` quantizes the trained model.")
+    bench: BenchSpec | None = Field(None, description="What `cvml bench` measures and gates.")
+    serve: ServeSpec | None = Field(None, description="Defaults of `cvml serve`.")
 
     @model_validator(mode="after")
     def _cross_field_rules(self) -> "Recipe":

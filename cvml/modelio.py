@@ -1,0 +1,202 @@
+"""Finding and loading a model for inference: one path for serve, bench, quantize and abtest.
+
+A reference is anything `Registry.resolve` takes (`name`, `name@3`, `name@prod`, a folder).
+A finetune run folder resolves to its best model: `merged/`, else `model/`, else `adapter/`.
+The folder may hold a full model, a LoRA adapter (merged at load), or a model written by
+`cvml quantize` (its manifest says which method; `cvml.quantize.load` reads it back).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from cvml.errors import DeviceError, ModelError
+
+# In a run folder, the first of these that exists is the model a run stands for.
+RUN_MODEL_DIRS = ("merged", "model", "adapter")
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    """Where a reference points: the folder, and its registry identity when it has one."""
+
+    path: Path
+    name: str
+    version: int | None
+    ref: str  # "name@N" when registered, else the folder path
+    kind: str  # "full" | "adapter" | "quantized"
+    manifest: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"path": str(self.path), "name": self.name, "version": self.version, "ref": self.ref, "kind": self.kind}
+
+
+@dataclass
+class LoadedModel:
+    """A model ready for generation, with what a response or a report must say about it."""
+
+    model: Any
+    tokenizer: Any
+    ref: ModelRef
+    device: str
+    dtype: str
+    load_s: float
+    chat_template_sha256: str
+
+    @property
+    def context_length(self) -> int:
+        return int(getattr(self.model.config, "max_position_embeddings", 0) or 2048)
+
+    def info(self) -> dict[str, Any]:
+        return {
+            **self.ref.to_dict(),
+            "device": self.device,
+            "dtype": self.dtype,
+            "load_s": round(self.load_s, 3),
+            "chat_template_sha256": self.chat_template_sha256,
+            "context_length": self.context_length,
+        }
+
+
+def model_folder(path: str | Path) -> Path:
+    """The model folder inside a run folder, or the folder itself when it already is one."""
+    path = Path(path)
+    if (path / "config.json").is_file() or (path / "adapter_config.json").is_file():
+        return path
+    for sub in RUN_MODEL_DIRS:
+        if (path / sub / "config.json").is_file() or (path / sub / "adapter_config.json").is_file():
+            return path / sub
+    raise ModelError(
+        f"{path} holds no model (no config.json or adapter_config.json, nor a run's merged/, model/ or adapter/)",
+        hint="Pass a model folder, a finetune run folder, or a registered name (see `cvml models list`).",
+    )
+
+
+def read_manifest(folder: Path) -> dict[str, Any]:
+    path = folder / "manifest.json"
+    if not path.is_file():
+        return {}
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError:
+        return {}
+
+
+def resolve_model(ref: str | Path, registry: Any = None) -> ModelRef:
+    """Resolve a reference through the registry (or as a path) to a model folder.
+
+    Raises:
+        RegistryError: an unknown name, version or alias that is not a path either.
+        ModelError: the folder holds no model.
+    """
+    from cvml.registry import Registry
+
+    version = (registry or Registry()).resolve(str(ref))
+    folder = model_folder(version.path)
+    manifest = read_manifest(folder)
+    if manifest.get("kind") == "quantize":
+        kind = "quantized"
+    elif (folder / "adapter_config.json").is_file():
+        kind = "adapter"
+    else:
+        kind = "full"
+    return ModelRef(
+        path=folder, name=version.name, version=version.version, ref=version.ref, kind=kind, manifest=manifest
+    )
+
+
+def pick_device(device: str = "auto") -> str:
+    import torch
+
+    if device == "cuda" and not torch.cuda.is_available():
+        raise DeviceError("device 'cuda' was asked for but no CUDA GPU is available here", hint="Use --device cpu (or auto).")
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return device
+
+
+def pick_dtype(dtype: str, device: str):
+    import torch
+
+    if dtype == "auto":
+        return torch.bfloat16 if device == "cuda" and torch.cuda.is_bf16_supported() else torch.float32
+    return getattr(torch, dtype)
+
+
+def load_for_inference(
+    ref: str | Path | ModelRef, *, device: str = "auto", dtype: str = "auto", registry: Any = None
+) -> LoadedModel:
+    """Load model and tokenizer in eval mode; LoRA adapters are merged so decoding pays no adapter cost.
+
+    Raises:
+        ModelError: no model, or no chat template stored with it (prompts would be built
+            differently from training, silently).
+    """
+    import torch
+
+    start = time.perf_counter()
+    model_ref = ref if isinstance(ref, ModelRef) else resolve_model(ref, registry)
+    device = pick_device(device)
+    torch_dtype = pick_dtype(dtype, device)
+    tokenizer = load_inference_tokenizer(model_ref.path)
+    if model_ref.kind == "quantized":
+        from cvml.quantize.load import load_quantized
+
+        model = load_quantized(model_ref.path, device=device)
+    elif model_ref.kind == "adapter":
+        from peft import AutoPeftModelForCausalLM
+
+        model = AutoPeftModelForCausalLM.from_pretrained(model_ref.path, dtype=torch_dtype).merge_and_unload()
+        model.to(device)
+    else:
+        from transformers import AutoModelForCausalLM
+
+        try:
+            model = AutoModelForCausalLM.from_pretrained(model_ref.path, dtype=torch_dtype).to(device)
+        except OSError as exc:
+            raise ModelError(f"cannot load a model from {model_ref.path}: {exc}") from None
+    model.eval()
+    template_sha = hashlib.sha256(tokenizer.chat_template.encode()).hexdigest()
+    expected = model_ref.manifest.get("chat_template_sha256")
+    if expected and expected != template_sha:
+        raise ModelError(
+            f"{model_ref.path}: the stored chat template differs from the one the model was trained with",
+            hint="Restore the tokenizer files the run saved; prompts built with another template are out of distribution.",
+        )
+    param = next(model.parameters(), None)
+    return LoadedModel(
+        model=model,
+        tokenizer=tokenizer,
+        ref=model_ref,
+        device=device,
+        dtype=str(param.dtype).removeprefix("torch.") if param is not None else str(torch_dtype),
+        load_s=time.perf_counter() - start,
+        chat_template_sha256=template_sha,
+    )
+
+
+def load_inference_tokenizer(folder: Path):
+    """The tokenizer saved with the model; refuses one without a chat template.
+
+    Raises:
+        ModelError: no tokenizer, or no chat template.
+    """
+    from transformers import AutoTokenizer
+
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(folder)
+    except (OSError, ValueError) as exc:
+        raise ModelError(f"cannot load the tokenizer stored in {folder}: {exc}") from None
+    if not tokenizer.chat_template:
+        raise ModelError(
+            f"{folder} stores no chat template",
+            hint="cvml builds prompts with the model's own template; save the tokenizer (with its chat template) next to the model.",
+        )
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
