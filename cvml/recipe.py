@@ -164,27 +164,73 @@ class CurateSpec(Section):
 
 
 class QuantizeSpec(Section):
-    method: Literal["gptq", "rtn", "int8"] = Field(
-        "gptq", description="gptq (optimum + GPT-QModel), rtn (round-to-nearest baseline), int8 (CPU serving)."
+    method: str = Field(
+        "gptq",
+        description="gptq (optimum + GPT-QModel, calibrated), rtn (round-to-nearest: GPTQ's baseline), int8 (CPU serving).",
     )
-    bits: int = Field(4, description="Weight bits (gptq/rtn: 2, 3, 4, 8; int8: 8).")
-    group_size: int = Field(128, ge=-1, description="Columns sharing one scale; -1 = per output channel. Must divide in_features.")
-    sym: bool = Field(True, description="Symmetric quantization (no zero point).")
-    desc_act: bool = Field(False, description="GPTQ: quantize columns in order of decreasing activation.")
-    calibration_samples: int = Field(128, ge=1, description="Calibration texts drawn from the curated train split.")
-    eval_samples: int = Field(200, ge=1, description="Validation records for the perplexity comparison.")
+    bits: int | None = Field(None, description="Weight bits (gptq/rtn: 2, 3, 4, 8; int8: 8); default 4 for gptq/rtn, 8 for int8.")
+    group_size: int = Field(
+        128, ge=-1, description="gptq/rtn: columns sharing one scale; -1 = one per output channel. Must divide every layer's in_features."
+    )
+    sym: bool = Field(True, description="gptq/rtn: symmetric (zero point fixed mid-range); saved in the portable GPTQ v1 format.")
+    desc_act: bool = Field(False, description="gptq: quantize columns in order of decreasing activation (act-order).")
+    damp_percent: float = Field(0.1, gt=0, lt=1, description="gptq: dampening added to the Hessian diagonal, as a share of its mean.")
+    calibration_samples: int = Field(128, ge=1, description="gptq: calibration texts drawn from the train split, rendered with the chat template.")
+    eval_samples: int = Field(200, ge=1, description="Validation records for the perplexity comparison (per assistant token).")
+    quality_samples: int = Field(
+        16, ge=0, description="Validation records both models answer greedily: side-by-side samples and bench quality metrics (0 = skip)."
+    )
+    max_new_tokens: int = Field(64, ge=1, description="New tokens per greedy sample.")
     max_ppl_increase: float | None = Field(
-        None, gt=0, description="Fail (exit 1) when perplexity rises by more than this fraction (0.05 = 5%)."
+        None, gt=0, description="Fail (exit 1, nothing registered) when perplexity rises by more than this fraction (0.05 = 5%)."
     )
+    data: str | None = Field(
+        None, description="Curated dataset folder or record file for calibration and evaluation; default: data.train, else the source run's data."
+    )
+    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="Where to quantize and evaluate; int8 runs on CPU only.")
+    register_model: bool = Field(True, description="Register the result as the next version of the source's name (kind quantized).")
     output: str = Field("runs/{name}-{method}{bits}", description="Quantized model folder; {name}, {method}, {bits}.")
+
+    @model_validator(mode="after")
+    def _method_can_do_it(self) -> "QuantizeSpec":
+        from cvml.quantize.methods import METHODS
+        from cvml.registry.refs import did_you_mean
+
+        method = METHODS.get(self.method)
+        if method is None:
+            raise ValueError(f"unknown method {self.method!r}; {did_you_mean(self.method, list(METHODS), 'methods')}")
+        if self.bits is None:
+            self.bits = method.default_bits
+        if self.bits not in method.bits:
+            others = sorted(name for name, m in METHODS.items() if self.bits in m.bits)
+            instead = f", or use method {' / '.join(others)} for {self.bits} bits" if others else ""
+            raise ValueError(
+                f"method {self.method} cannot store {self.bits}-bit weights; set bits to one of {list(method.bits)}{instead}"
+            )
+        if self.group_size == 0:
+            raise ValueError("group_size 0 is not a group size; use -1 (one scale per output channel) or e.g. 32, 64, 128")
+        if self.method != "gptq" and self.desc_act:
+            raise ValueError(f"desc_act orders columns by calibration activations, which {self.method} does not use; remove desc_act")
+        if self.method == "int8":
+            if "group_size" in self.model_fields_set and self.group_size != -1:
+                raise ValueError("int8 keeps one scale per output channel; remove group_size (or set -1)")
+            if not self.sym:
+                raise ValueError("int8 weights are symmetric per channel; remove sym: false")
+        return self
 
 
 class GateSpec(Section):
     metric: str = Field(description="Dotted report metric, e.g. perf.c16.e2e_p95_s or quality.fabrication_rate.")
     max: float | None = Field(None, description="Absolute upper bound.")
     min: float | None = Field(None, description="Absolute lower bound.")
-    max_drop: float | None = Field(None, ge=0, description="Relative to the baseline: may fall by at most this fraction.")
-    max_rise: float | None = Field(None, ge=0, description="Relative to the baseline: may rise by at most this fraction.")
+    max_drop: float | None = Field(
+        None, ge=0, description="Relative to the baseline: may fall by at most this fraction; fails only when the "
+        "whole confidence interval of the change lies beyond it (noise-aware).",
+    )
+    max_rise: float | None = Field(
+        None, ge=0, description="Relative to the baseline: may rise by at most this fraction; fails only when the "
+        "whole confidence interval of the change lies beyond it (noise-aware).",
+    )
 
     @model_validator(mode="after")
     def _has_bound(self) -> "GateSpec":
@@ -198,8 +244,19 @@ class BenchSpec(Section):
     requests_per_level: int = Field(32, ge=1, description="Requests measured at each concurrency level.")
     warmup_requests: int = Field(4, ge=0, description="Unmeasured requests before the sweep.")
     poisson_rate: float | None = Field(None, gt=0, description="Also run open-loop Poisson arrivals at this rate (req/s).")
-    trials: int = Field(3, ge=1, description="Repeats of the sweep; relative speed gates use their spread.")
+    trials: int = Field(
+        3, ge=1, description="Repeats of the sweep; relative speed gates resample them (5-10 make tight intervals)."
+    )
     max_new_tokens: int = Field(64, ge=1, description="New tokens per request (greedy).")
+    ignore_eos: bool = Field(
+        True, description="Perf requests decode exactly max_new_tokens (EOS ignored), so throughput compares like with like."
+    )
+    request_timeout_s: float = Field(60.0, gt=0, description="A perf request unfinished after this counts as an error.")
+    confidence: float = Field(
+        0.95, gt=0.5, lt=1, description="Two-sided level of the bootstrap intervals that relative gates decide on."
+    )
+    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="Where the in-process engine runs the model.")
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field("auto", description="Weight dtype for the bench.")
     eval_data: str | None = Field(None, description="Eval records (.jsonl or curated folder); default: curate output's test split.")
     eval_samples: int = Field(64, ge=1, description="Eval records scored for quality.")
     bias_probe: bool = Field(True, description="Run the counterfactual name-swap bias probe.")
@@ -219,6 +276,64 @@ class ServeSpec(Section):
     drain_timeout_s: float = Field(30.0, ge=0, description="On SIGTERM, how long in-flight requests may finish.")
     log_text: Literal["redacted", "none"] = Field("redacted", description="Request log text: PII-redacted, or not stored.")
     log_retention_days: int = Field(30, ge=1, description="`cvml logs purge` default age.")
+    log_db: str | None = Field(None, description="Request log SQLite file; default $CVML_HOME/requests.db.")
+    model: str | None = Field(None, description="What to serve (path, name or name@alias) when no variants are given.")
+    variants: list[str] = Field(
+        default_factory=list, description="A/B arms as NAME=REF, e.g. [a=cv@prod, b=cv@canary]; needs split."
+    )
+    split: str | None = Field(None, description="Traffic percentages per variant, in order, e.g. 90/10.")
+    experiment: str = Field("default", description="A/B experiment name: salts the sticky user hash, tags the log.")
+    engine: Literal["cvml", "vllm"] = Field(
+        "cvml", description="cvml's batching engine (CPU or GPU), or vLLM's OpenAI server behind cvml (GPU)."
+    )
+    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="Where the cvml engine runs.")
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field("auto", description="Weight dtype at load.")
+    watch_registry_s: float | None = Field(
+        None, gt=0, description="Poll the registry this often and swap in re-pointed aliases (no restart)."
+    )
+
+
+class GuardrailSpec(Section):
+    metric: str = Field(description="Metric that must not get worse, e.g. fabrication_rate (offline) or error_rate (online).")
+    tolerance: float = Field(
+        0.0, ge=0, description="Largest acceptable worsening in the metric's units; fails when B is worse by more (one-sided, level alpha)."
+    )
+
+
+class OnlineAbtestSpec(Section):
+    primary: Literal["acceptance_rate", "rating"] = Field(
+        "acceptance_rate", description="Online primary metric, from user feedback: acceptance_rate or rating."
+    )
+    mde: float = Field(0.02, gt=0, description="Minimum detectable effect on the online primary metric (0.02 = 2 points of acceptance).")
+    guardrails: list[GuardrailSpec] = Field(
+        default_factory=lambda: [GuardrailSpec(metric="error_rate", tolerance=0.01), GuardrailSpec(metric="e2e_s", tolerance=0.25)],
+        description="Online metrics that must not get worse: error_rate, e2e_s, ttft_s, fabrication_rate, pii_leak_rate.",
+    )
+    sequential: Literal["msprt", "confidence_sequence"] = Field(
+        "msprt", description="Always-valid test read at every analysis: mSPRT (prior scale = mde) or a confidence sequence."
+    )
+    horizon: int = Field(10000, ge=1, description="Planned primary-metric observations (both variants) where the confidence sequence is tightest.")
+    min_samples: int = Field(100, ge=2, description="Observations per variant before the sequential test is read.")
+    srm_threshold: float = Field(0.001, gt=0, lt=1, description="Sample-ratio-mismatch chi-square p-value below which results are not trusted.")
+
+
+class AbtestSpec(Section):
+    primary: str = Field("chrf", description="Offline primary metric: a bench quality metric (chrf 0-100, rouge_l, ...) or latency_s.")
+    mde: float = Field(1.0, gt=0, description="Minimum detectable effect on the primary metric, in its units; smaller gains are not worth shipping.")
+    guardrails: list[GuardrailSpec] = Field(
+        default_factory=lambda: [GuardrailSpec(metric="fabrication_rate"), GuardrailSpec(metric="pii_leak_rate")],
+        description="Offline metrics that must not get worse (default: fabrication and PII leaks must not rise).",
+    )
+    metrics: list[str] | None = Field(None, description="Offline metrics to compare; default every metric bench computes.")
+    alpha: float = Field(0.05, gt=0, lt=0.5, description="Significance level of every test (two-sided; guardrails one-sided).")
+    power: float = Field(0.8, gt=0, lt=1, description="Power the sample-size answer of an inconclusive result aims for.")
+    min_samples: int = Field(20, ge=2, description="Paired examples below which the offline verdict is INCONCLUSIVE.")
+    bootstrap_resamples: int = Field(9999, ge=99, description="Resamples of the paired bootstrap.")
+    eval_data: str | None = Field(None, description="Eval records for offline A/B (.jsonl or curated folder); --data overrides.")
+    eval_samples: int | None = Field(None, ge=1, description="Score only the first N eval records.")
+    max_new_tokens: int = Field(64, ge=1, description="New tokens per answer (greedy, the same for both models).")
+    output: str = Field("abtest/{name}", description="Report folder; {name} is the experiment (online) or offline-<a>-vs-<b>.")
+    online: OnlineAbtestSpec = Field(default_factory=OnlineAbtestSpec, description="How `cvml abtest analyze` reads the request log.")
 
 
 class Recipe(Section):
@@ -232,6 +347,7 @@ class Recipe(Section):
     quantize: QuantizeSpec | None = Field(None, description="How `cvml quantize` quantizes the trained model.")
     bench: BenchSpec | None = Field(None, description="What `cvml bench` measures and gates.")
     serve: ServeSpec | None = Field(None, description="Defaults of `cvml serve`.")
+    abtest: AbtestSpec | None = Field(None, description="How `cvml abtest` compares two model versions and decides.")
 
     @model_validator(mode="after")
     def _cross_field_rules(self) -> "Recipe":

@@ -12,7 +12,7 @@ import typer
 from typer.core import TyperGroup
 
 from cvml import __version__
-from cvml.cli import curate, finetune, merge, models, tiny, validate
+from cvml.cli import abtest, bench, curate, finetune, logs, merge, models, quantize, serve, tiny, validate
 from cvml.errors import CvmlError, RecipeError
 
 
@@ -67,9 +67,14 @@ def _root(
 app.command("validate")(validate.validate)
 app.add_typer(curate.app, name="curate")
 app.command("finetune")(finetune.finetune)
+app.command("bench")(bench.bench)
 app.command("merge")(merge.merge)
+app.command("quantize")(quantize.quantize)
 app.add_typer(models.app, name="models")
+app.add_typer(logs.app, name="logs")
+app.command("serve")(serve.serve)
 app.add_typer(tiny.app, name="tiny")
+app.add_typer(abtest.app, name="abtest")
 
 
 def main() -> None:

@@ -18,13 +18,22 @@ FINISH_REASONS = ("stop", "length", "cancelled", "deadline", "error")
 
 @dataclass(frozen=True)
 class SamplingParams:
-    """Decoding settings of one request. temperature 0 is greedy (deterministic)."""
+    """Decoding settings of one request. temperature 0 is greedy (deterministic).
+
+    `stop` strings end the text before the first match (the match itself is not returned).
+    `ignore_eos` masks the end-of-sequence tokens so exactly `max_new_tokens` come out
+    (benchmarks; `model.generate(min_new_tokens=max_new_tokens)` does the same).
+    `repetition_penalty` None takes the model's generation config (1.0 when it has none), so
+    a greedy request returns what `model.generate(do_sample=False)` returns.
+    """
 
     max_new_tokens: int = 64
     temperature: float = 0.0
     top_p: float = 1.0
     seed: int | None = None
     stop: tuple[str, ...] = ()
+    ignore_eos: bool = False
+    repetition_penalty: float | None = None
 
 
 @dataclass
@@ -79,6 +88,18 @@ class RequestStats:
         return [b - a for a, b in zip(t, t[1:])]
 
 
+@dataclass(frozen=True)
+class GenerationResult:
+    """The whole answer to one request, as `RequestHandle.result()` returns it."""
+
+    request_id: str
+    text: str
+    token_ids: tuple[int, ...]
+    finish_reason: str  # one of FINISH_REASONS
+    stats: RequestStats
+    error: str | None = None  # the message when finish_reason is "error"
+
+
 class EngineError(CvmlError):
     """The engine cannot take a request; the HTTP layer maps each subclass to a status code."""
 
@@ -105,3 +126,10 @@ class EngineUnavailableError(EngineError):
     """Not started, loading, or draining for shutdown (HTTP 503)."""
 
     status_code = 503
+
+
+class InvalidRequestError(EngineError):
+    """The request itself is malformed: empty prompt, a token id outside the vocabulary,
+    or sampling settings out of range (HTTP 400)."""
+
+    status_code = 400

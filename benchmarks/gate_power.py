@@ -1,0 +1,204 @@
+"""How trustworthy is bench's relative speed gate? False alarms on A/A runs, detections of
+an injected slowdown.
+
+Two copies of the same tiny model run in two cvml engines in this process: A (baseline)
+and B (candidate). Each run is one interleaved `--baseline-model`-style measurement
+(cvml.bench.sweep.measure_perf, AB/BA alternating blocks) followed by the gate
+`perf.c<C>.output_tokens_per_s max_drop <bound>` (cvml.bench.gates, paired bootstrap).
+- A/A runs: B is untouched; a failing gate is a false alarm.
+- Slowdown runs: after every forward pass B waits `k` times the pass's own duration, k
+  calibrated at start so that B's throughput drops by `--slowdown` (15%); a failing gate
+  is a detection. The delay scales with the forward pass, so it stays ~15% when the
+  machine's speed drifts. It is a hook of this script (both models' `forward` is wrapped,
+  A's never waits); cvml's engine is not modified.
+A/A and slowdown runs alternate, so slow drift affects both rates alike. Each run also
+reports the unpaired verdict (as if the baseline came from a saved report) for contrast.
+
+    python benchmarks/gate_power.py                      # full: 40 + 40 runs (~25-35 min quiet machine)
+    python benchmarks/gate_power.py --runs 3 --trials 4  # reduced: proves it works
+
+The last line printed is one JSON object: false_alarm_rate, detection_rate,
+seconds_per_run (bench time of one gate decision, both sides), n_runs, bound, confidence,
+Wilson 95% intervals of both rates, and the slowdown actually achieved.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+import uuid
+from pathlib import Path
+
+
+class SlowForward:
+    """Wraps a model's forward: after each call, waits `factor` × the call's own duration.
+
+    The wait sleeps, then spins its last half millisecond, so it lasts what was asked
+    (a bare sleep wakes late) without taking a core from the client. Both sides get the
+    wrapper (A keeps factor 0), so the A/A comparison is of identical code paths.
+    """
+
+    SPIN_S = 0.0005
+
+    def __init__(self, forward):
+        self.forward = forward
+        self.factor = 0.0
+        self.seconds = 0.0
+
+    def __call__(self, *args, **kwargs):
+        start = time.perf_counter()
+        out = self.forward(*args, **kwargs)
+        end = time.perf_counter()
+        self.seconds += end - start
+        if self.factor:
+            deadline = end + self.factor * (end - start)
+            if deadline - end > self.SPIN_S:
+                time.sleep(deadline - end - self.SPIN_S)
+            while time.perf_counter() < deadline:
+                pass
+        return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--model", default="artifacts/tiny/base", help="Model folder (build it with `cvml tiny model`).")
+    parser.add_argument("--runs", type=int, default=40, help="A/A runs, and as many slowdown runs.")
+    parser.add_argument("--trials", type=int, default=10, help="Trials per side per run (pairs for the bootstrap).")
+    parser.add_argument("--requests", type=int, default=16, help="Requests per trial.")
+    parser.add_argument("--concurrency", type=int, default=4)
+    parser.add_argument("--max-new-tokens", type=int, default=32)
+    parser.add_argument("--warmup", type=int, default=4, help="Warm-up requests per side per run.")
+    parser.add_argument("--slowdown", type=float, default=0.15, help="Injected throughput drop of B.")
+    parser.add_argument("--max-drop", type=float, default=0.05, help="The gate's bound.")
+    parser.add_argument("--confidence", type=float, default=0.95)
+    parser.add_argument("--threads", type=int, default=1, help="torch threads per engine.")
+    args = parser.parse_args()
+
+    import torch
+
+    from cvml._quiet import quiet_libraries
+    from cvml.bench.gates import evaluate_gates
+    from cvml.bench.perf import level_metrics, level_name
+    from cvml.bench.sweep import Side, measure_perf
+    from cvml.bench.targets import EngineTarget
+    from cvml.bench.workload import perf_prompts, synthetic_records
+    from cvml.modelio import load_for_inference
+    from cvml.recipe import BenchSpec, GateSpec
+    from cvml.serve.engine import Engine
+
+    quiet_libraries()
+    torch.set_num_threads(args.threads)
+    log = lambda msg: print(msg, file=sys.stderr, flush=True)  # noqa: E731
+    if not Path(args.model).is_dir():
+        sys.exit(f"model folder {args.model} not found; build it with `cvml tiny model` or pass --model")
+
+    level = level_name(args.concurrency)
+    metric = f"perf.{level}.output_tokens_per_s"
+    gate = GateSpec(metric=metric, max_drop=args.max_drop)
+    spec = BenchSpec(
+        concurrency=[args.concurrency], requests_per_level=args.requests, trials=args.trials,
+        warmup_requests=args.warmup, max_new_tokens=args.max_new_tokens, ignore_eos=True,
+    )
+    prompts = perf_prompts(synthetic_records(64))
+    engines, sides, waits = [], [], {}
+    # Loaded, started and interleaved in run_bench's order: candidate first, then baseline.
+    for label in ("candidate", "baseline"):
+        loaded = load_for_inference(args.model, device="cpu", dtype="float32")
+        waits[label] = loaded.model.forward = SlowForward(loaded.model.forward)
+        engine = Engine(loaded, num_threads=args.threads)
+        engine.start()
+        engines.append(engine)
+        target = EngineTarget(engine, loaded.tokenizer, max_new_tokens=args.max_new_tokens, ignore_eos=True, timeout_s=120)
+        sides.append(Side(label, target))
+    slow = waits["candidate"]
+
+    def run(plan: BenchSpec = spec) -> tuple[dict, dict, float]:
+        start = time.perf_counter()
+        samples = measure_perf(sides, prompts, plan)
+        seconds = time.perf_counter() - start
+        run_id = uuid.uuid4().hex
+        reports = {
+            label: {
+                "metrics": {"perf": {lv: level_metrics(trials) for lv, trials in by_level.items()}},
+                "samples": {"perf": by_level},
+                "pairing": {"run_id": run_id},
+            }
+            for label, by_level in samples.items()
+        }
+        return reports["candidate"], reports["baseline"], seconds
+
+    def verdicts(candidate: dict, baseline: dict) -> tuple[bool, bool, dict]:
+        paired = evaluate_gates([gate], candidate, baseline, confidence=args.confidence)[0]
+        unpaired = evaluate_gates([gate], {**candidate, "pairing": {}}, baseline, confidence=args.confidence)[0]
+        return paired.failed, unpaired.failed, paired.to_dict()
+
+    # Calibrate: B's whole time grows by factor × (its time in forward passes), so the
+    # factor that drops its throughput by `slowdown` is (1 / (1 - slowdown) - 1) / share,
+    # share = forward time / wall time, measured over a few trials with the delay off.
+    before_s = slow.seconds
+    candidate, _, _ = run(spec.model_copy(update={"warmup_requests": 0, "trials": 6}))
+    wall = sum(t["wall_s"] for t in candidate["samples"]["perf"][level])
+    share = min((slow.seconds - before_s) / wall, 1.0)
+    factor = (1 / (1 - args.slowdown) - 1) / share
+    log(f"calibration: {share:.0%} of B's wall time in forward passes → wait factor {factor:.3f}")
+
+    outcomes = {"aa": [], "slow": []}
+    for i in range(args.runs):
+        for kind in ("aa", "slow"):
+            slow.factor = factor if kind == "slow" else 0.0
+            candidate, baseline, seconds = run()
+            failed, failed_unpaired, evidence = verdicts(candidate, baseline)
+            outcomes[kind].append({"failed": failed, "failed_unpaired": failed_unpaired, "seconds": seconds, **evidence})
+            log(
+                f"run {i + 1}/{args.runs} {kind:>4}: ratio {evidence['observed']:.3f} "
+                f"CI [{evidence['ci_low']:.3f}, {evidence['ci_high']:.3f}] → {'FAIL' if failed else 'pass'} "
+                f"(unpaired {'FAIL' if failed_unpaired else 'pass'}) in {seconds:.1f} s"
+            )
+    slow.factor = 0.0
+    for engine in engines:
+        engine.stop()
+
+    aa, sl = outcomes["aa"], outcomes["slow"]
+    n = args.runs
+    fa, det = sum(o["failed"] for o in aa), sum(o["failed"] for o in sl)
+    aa_mean = statistics.mean(o["observed"] for o in aa)
+    print(json.dumps({
+        "benchmark": "gate_power",
+        "model": args.model,
+        "gate": f"{metric} max_drop {args.max_drop:g}",
+        "n_runs": n,
+        "bound": args.max_drop,
+        "confidence": args.confidence,
+        "trials": args.trials,
+        "requests": args.requests,
+        "concurrency": args.concurrency,
+        "max_new_tokens": args.max_new_tokens,
+        "threads": args.threads,
+        "false_alarm_rate": round(fa / n, 4),
+        "false_alarm_ci95": _wilson(fa, n),
+        "detection_rate": round(det / n, 4),
+        "detection_ci95": _wilson(det, n),
+        "unpaired_false_alarm_rate": round(sum(o["failed_unpaired"] for o in aa) / n, 4),
+        "unpaired_detection_rate": round(sum(o["failed_unpaired"] for o in sl) / n, 4),
+        "injected_slowdown": args.slowdown,
+        "achieved_slowdown": round(1 - statistics.mean(o["observed"] for o in sl) / aa_mean, 4),
+        "aa_ratio_mean": round(aa_mean, 4),
+        "ci_width_mean": round(statistics.mean(o["ci_high"] - o["ci_low"] for o in aa + sl), 4),
+        "seconds_per_run": round(statistics.mean(o["seconds"] for o in aa + sl), 2),
+        "seconds_per_run_max": round(max(o["seconds"] for o in aa + sl), 2),
+        "targets_met": fa / n <= 0.05 and det / n >= 0.90 and max(o["seconds"] for o in aa + sl) <= 60,
+    }))
+
+
+def _wilson(k: int, n: int) -> list[float]:
+    from scipy.stats import binomtest
+
+    ci = binomtest(k, n).proportion_ci(confidence_level=0.95, method="wilson")
+    return [round(ci.low, 4), round(ci.high, 4)]
+
+
+if __name__ == "__main__":
+    main()

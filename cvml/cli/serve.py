@@ -1,0 +1,104 @@
+"""`cvml serve MODEL` — flags → serve spec → cvml.serve.server.serve → one ready line.
+
+Precedence: defaults < the recipe's serve section < --set serve.x=y < explicit flags.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from cvml.cli._output import emit_json, err, out
+
+
+def serve(
+    model: str = typer.Argument(
+        None, help="Model folder, run folder, NAME or NAME@ALIAS (default: the recipe's serve.model, else its name).",
+        show_default=False,
+    ),
+    recipe: Path = typer.Option(None, "--recipe", help="Recipe YAML whose serve section sets the defaults."),
+    set_: list[str] = typer.Option(None, "--set", help="Override a field: --set serve.max_queue=128 (repeatable)."),
+    host: str = typer.Option(None, "--host", help="Interface to bind (default 127.0.0.1)."),
+    port: int = typer.Option(None, "--port", min=0, max=65535, help="Port; 0 = any free port (default 8000)."),
+    api_key: str = typer.Option(
+        None, "--api-key", envvar="CVML_API_KEY", show_envvar=True,
+        help="Require Authorization: Bearer KEY on /v1 and /admin.",
+    ),
+    variant: list[str] = typer.Option(None, "--variant", help="A/B arm NAME=REF (repeatable; needs --split)."),
+    split: str = typer.Option(None, "--split", help="Traffic per variant in percent, in order: 90/10."),
+    experiment: str = typer.Option(None, "--experiment", help="A/B experiment name (salts the sticky user hash)."),
+    engine: str = typer.Option(None, "--engine", help="cvml (default) or vllm (vLLM's server behind cvml, GPU)."),
+    max_batch_size: int = typer.Option(None, "--max-batch-size", min=1, help="Sequences decoded together."),
+    max_queue: int = typer.Option(None, "--max-queue", min=0, help="Waiting requests beyond which 429."),
+    max_new_tokens: int = typer.Option(None, "--max-new-tokens", min=1, help="Default and cap of new tokens."),
+    request_timeout: float = typer.Option(None, "--request-timeout", help="Per-request deadline in seconds (504)."),
+    drain_timeout: float = typer.Option(None, "--drain-timeout", help="On SIGTERM, seconds in-flight requests may finish."),
+    log_text: str = typer.Option(None, "--log-text", help="Request log text: redacted (default) or none."),
+    log_db: Path = typer.Option(None, "--log-db", help="Request log file (default $CVML_HOME/requests.db)."),
+    watch_registry: float = typer.Option(
+        None, "--watch-registry", help="Poll the registry every N seconds; swap in re-pointed aliases."
+    ),
+    device: str = typer.Option(None, "--device", help="auto, cpu or cuda."),
+    dtype: str = typer.Option(None, "--dtype", help="auto, float32, bfloat16 or float16."),
+    json_: bool = typer.Option(False, "--json", help="When ready, print the address and versions as JSON on stdout."),
+) -> None:
+    """Serve a model (or A/B variants) over OpenAI-compatible HTTP until SIGTERM, then drain."""
+    flags = {
+        "model": model, "host": host, "port": port, "variants": variant or None, "split": split,
+        "experiment": experiment, "engine": engine, "max_batch_size": max_batch_size, "max_queue": max_queue,
+        "max_new_tokens": max_new_tokens, "request_timeout_s": request_timeout, "drain_timeout_s": drain_timeout,
+        "log_text": log_text, "log_db": None if log_db is None else str(log_db), "watch_registry_s": watch_registry,
+        "device": device, "dtype": dtype,
+    }
+    spec = resolve_spec(recipe, list(set_ or []), {k: v for k, v in flags.items() if v is not None})
+
+    import logging
+
+    from rich.logging import RichHandler
+
+    from cvml.serve.server import Listening, serve as run
+
+    handler = RichHandler(console=err, show_path=False, markup=False)
+    logger = logging.getLogger("cvml.serve")
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+
+    def ready(listening: Listening) -> None:
+        if json_:
+            emit_json({**listening.to_dict(), "pid": os.getpid()})
+            return
+        arms = ", ".join(f"{name}: {ref}" for name, ref in listening.variants.items())
+        out.print(f"Serving {listening.url} ({arms}; {listening.engine} engine). SIGTERM or Ctrl+C drains and stops.")
+
+    try:
+        run(spec, api_key=api_key or None, on_ready=ready)
+    finally:
+        logger.removeHandler(handler)
+
+
+def resolve_spec(recipe: Path | None, overrides: list[str], flags: dict[str, Any]):
+    """The serve section after recipe, --set and flags, validated as one.
+
+    Raises:
+        RecipeError: a bad recipe, override or flag value (every problem listed).
+    """
+    from cvml.recipe import ServeSpec, apply_overrides, load_recipe, validate_recipe
+
+    if recipe is not None:
+        loaded = load_recipe(recipe, overrides)
+        name, section = loaded.name, (loaded.serve or ServeSpec()).model_dump(exclude_unset=True)
+    else:
+        loaded = validate_recipe(apply_overrides({"name": "serve"}, overrides), source="--set")
+        name, section = None, (loaded.serve or ServeSpec()).model_dump(exclude_unset=True)
+    if flags.get("variants"):
+        section.pop("model", None)
+    elif flags.get("model"):
+        section.pop("variants", None)
+        section.pop("split", None)
+    section.update(flags)
+    if name is not None and not section.get("model") and not section.get("variants"):
+        section["model"] = name  # the recipe's model in the registry (its latest version)
+    return validate_recipe({"name": name or "serve", "serve": section}, source="the serve options").serve

@@ -1,0 +1,393 @@
+"""`quantize(source, spec) -> QuantizeResult`: quantize a model, save it as a folder that
+serve, bench and abtest load like any other, and measure what it cost.
+
+The order matters:
+1. Load the source through `cvml.modelio` (LoRA adapters merged in memory), measure its
+   perplexity and greedy answers on validation records.
+2. Quantize in place, save (before any inference forward: GPT-QModel's CPU kernel repacks
+   its buffers on the first one), write tokenizer, chat template and generation config.
+3. Reload the folder through `cvml.modelio.load_for_inference` — the path serving takes —
+   and require its logits to match the in-memory quantized model's (a saved checkpoint
+   that silently differs is the failure this guards against).
+4. Measure the reloaded model exactly as the source; write the report and manifest;
+   register it as a child of its source when the source is registered and the
+   perplexity guard passed.
+"""
+
+from __future__ import annotations
+
+import gc
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from cvml.errors import ConfigError
+from cvml.quantize.errors import QuantizeError
+
+# Same weights and kernels on both sides, so logits agree to rounding; a wrong zero point
+# or a mislabelled checkpoint moves them by tenths or more. Half precision rounds coarser.
+ROUNDTRIP_RTOL = {"float32": 1e-4, "float16": 1e-2, "bfloat16": 2e-2}
+_LIBRARIES = ("gptqmodel", "optimum", "torch", "transformers")
+
+
+@dataclass
+class QuantizeResult:
+    """Everything `cvml quantize` reports; `as_dict()` is quantize_report.json."""
+
+    output_dir: str
+    method: str
+    params: dict[str, Any]
+    source: dict[str, Any]
+    data: dict[str, Any]
+    perplexity: dict[str, Any]
+    size: dict[str, Any]
+    memory: dict[str, Any]
+    load_s: dict[str, float]
+    roundtrip: dict[str, Any]
+    gate: dict[str, Any]
+    wall_s: dict[str, float]
+    device: str
+    quality: dict[str, Any] | None = None
+    registered: str | None = None
+    not_registered_because: str | None = None
+    files: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def passed(self) -> bool:
+        return bool(self.gate["passed"])
+
+    def as_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "passed": self.passed}
+
+
+def quantize(
+    source: str | Path,
+    spec,
+    *,
+    recipe=None,
+    output: str | Path | None = None,
+    overwrite: bool = False,
+    seed: int = 42,
+    progress: bool = True,
+    registry=None,
+) -> QuantizeResult:
+    """Quantize `source` as `spec` says, save it, reload it, and measure the cost.
+
+    Args:
+        source: a registry reference (`name`, `name@3`, `name@prod`), a model folder, or a
+            finetune run folder (its merged/, model/ or adapter/).
+        spec: a `cvml.recipe.QuantizeSpec`.
+        recipe: the `Recipe` it came from, if any (its name, seed and data section are used).
+        output: the folder to write (default: spec.output formatted with name/method/bits).
+        overwrite: replace an existing non-empty output folder.
+        seed: seeds the calibration draw.
+        progress: show a progress bar on stderr.
+        registry: a `Registry` (default: the one under CVML_HOME).
+
+    Returns:
+        The result; `result.passed` is False when perplexity rose by more than
+        spec.max_ppl_increase (the folder and report are still written; nothing is registered).
+
+    Raises:
+        ConfigError: the method cannot run on the device, or the output folder exists.
+        QuantizeError: a missing optional dependency, incompatible layer shapes, or a saved
+            model whose logits differ from the in-memory quantized model.
+        ModelError, RegistryError: the source cannot be found or loaded.
+        DataError: no calibration or validation data.
+    """
+    from cvml.modelio import load_for_inference, pick_device, resolve_model
+    from cvml.quantize import quality
+    from cvml.quantize.calibration import calibration_batches, load_data, source_manifest
+    from cvml.quantize.methods import get_method
+    from cvml.registry import Registry
+    from cvml.train.encode import encode_records
+
+    started = time.perf_counter()
+    method = get_method(spec.method)
+    backend = method.module()
+    registry = registry or Registry()
+    ref = _registered(resolve_model(source, registry), registry)
+    device = pick_device(spec.device)
+    if device.split(":")[0] not in method.devices:
+        raise ConfigError(
+            f"method {method.name} runs on {' or '.join(method.devices)}, not {device}",
+            hint="Use --device cpu for int8, or --method gptq on a GPU.",
+        )
+    name = recipe.name if recipe is not None else ref.name
+    out_dir = Path(output or spec.output.format(name=name, method=spec.method, bits=spec.bits))
+    _prepare(out_dir, overwrite)
+    made_by = source_manifest(ref.path, ref.manifest)
+    data = load_data(spec, recipe, made_by, seed)
+
+    with _Progress(progress) as bar:
+        bar.phase("loading the source model", None)
+        src = load_for_inference(ref, device=device, dtype="float16" if device.startswith("cuda") else "float32")
+        tokenizer, context = src.tokenizer, src.context_length
+        examples, too_long = encode_records(tokenizer, data.evaluation, context)
+        asked = quality.fits_context(tokenizer, data.evaluation[: spec.quality_samples], spec.max_new_tokens, context)
+        step = bar.phase("source perplexity", len(examples))
+        _reset_cuda_peak(device)
+        src_ppl = quality.perplexity(src.model, examples, device, step)
+        bar.phase("source answers", None)
+        src_answers = quality.answers(src, asked, spec.max_new_tokens) if asked else None
+        src_cuda_peak, src_load_s = _cuda_peak_mb(device), src.load_s
+        fp16_bytes, src_resident = quality.fp16_bytes(src.model), quality.resident_bytes(src.model)
+        rows, calibration_sha = calibration_batches(tokenizer, data.calibration, context) if method.calibrated else ([], None)
+
+        bar.phase(f"quantizing ({method.name}, {spec.bits} bits)", None)
+        t0 = time.perf_counter()
+        model = backend.quantize_model(src.model, tokenizer, rows, spec)
+        quantize_s = time.perf_counter() - t0
+        bar.phase("saving", None)
+        fmt = backend.save_model(model, out_dir, spec)
+        tokenizer.save_pretrained(out_dir)
+        model.generation_config.save_pretrained(out_dir)
+        manifest = _manifest(
+            out_dir, ref, made_by, src.chat_template_sha256, spec, fmt, data, calibration_sha, recipe, seed
+        )
+
+        bar.phase("reloading through modelio", None)
+        probe = [example.input_ids for example in examples[:2]]
+        expected = _logits(model.eval(), probe, device)
+        del model, src
+        gc.collect()
+        _reset_cuda_peak(device)
+        loaded = load_for_inference(out_dir, device=device, registry=registry)
+        roundtrip = _check_roundtrip(expected, _logits(loaded.model, probe, device), loaded.dtype, out_dir)
+        step = bar.phase("quantized perplexity", len(examples))
+        q_ppl = quality.perplexity(loaded.model, examples, device, step)
+        bar.phase("quantized answers", None)
+        q_answers = quality.answers(loaded, asked, spec.max_new_tokens) if asked else None
+
+    increase = q_ppl["ppl"] / src_ppl["ppl"] - 1.0
+    passed = spec.max_ppl_increase is None or increase <= spec.max_ppl_increase
+    q_bytes = quality.weight_bytes(out_dir)
+    result = QuantizeResult(
+        output_dir=str(out_dir),
+        method=method.name,
+        params={**_params(spec), **fmt},
+        source={"ref": ref.ref, "path": str(ref.path), "kind": ref.kind, "sha256": manifest["inputs"]["source_model"]["sha256"]},
+        data={
+            "origin": data.origin,
+            "inputs": data.inputs,
+            "calibration_samples": len(rows),
+            "calibration_sha256": calibration_sha,
+            "eval_examples": len(examples),
+            "eval_too_long": len(too_long),
+            **data.counts,
+        },
+        perplexity={"source": src_ppl, "quantized": q_ppl, "increase": increase},
+        quality=_quality(asked, src_answers, q_answers),
+        size={
+            "source_weights_bytes": quality.weight_bytes(ref.path),
+            "quantized_weights_bytes": q_bytes,
+            "quantized_folder_bytes": quality.folder_bytes(out_dir),
+            "fp16_bytes": fp16_bytes,
+            "ratio_vs_fp16": q_bytes / fp16_bytes,
+        },
+        memory={
+            "source_resident_mb": src_resident / 2**20,
+            "quantized_resident_mb": quality.resident_bytes(loaded.model) / 2**20,
+            "peak_rss_mb": quality.peak_rss_mb(),
+            "source_cuda_peak_mb": src_cuda_peak,
+            "quantized_cuda_peak_mb": _cuda_peak_mb(device),
+        },
+        load_s={"source": src_load_s, "quantized": loaded.load_s},
+        roundtrip=roundtrip,
+        gate={"max_ppl_increase": spec.max_ppl_increase, "passed": passed},
+        wall_s={"quantize": quantize_s, "total": time.perf_counter() - started},
+        device=device,
+    )
+    result.registered, result.not_registered_because = _register(result, ref, manifest, spec, registry)
+    from cvml.quantize.report import write_report
+
+    write_report(result, manifest)
+    return result
+
+
+def _registered(ref, registry):
+    """A run folder resolves to its model folder unregistered; finetune registers that
+    model folder, so look it up by path to keep the lineage."""
+    if ref.version is not None:
+        return ref
+    from dataclasses import replace
+
+    found = registry.resolve(str(ref.path))
+    if not found.registered:
+        return ref
+    return replace(ref, name=found.name, version=found.version, ref=found.ref)
+
+
+def _prepare(out_dir: Path, overwrite: bool) -> None:
+    if out_dir.exists() and any(out_dir.iterdir()):
+        if not overwrite:
+            raise ConfigError(
+                f"output folder {out_dir} exists and is not empty",
+                hint="Pass --overwrite to replace it, or --out another folder.",
+            )
+        shutil.rmtree(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+
+
+def _params(spec) -> dict[str, Any]:
+    keys = ("bits", "group_size", "sym", "desc_act", "damp_percent") if spec.method == "gptq" else (
+        ("bits", "group_size", "sym") if spec.method == "rtn" else ("bits",)
+    )
+    return {key: getattr(spec, key) for key in keys}
+
+
+def _manifest(out_dir, ref, made_by, template_sha, spec, fmt, data, calibration_sha, recipe, seed) -> dict[str, Any]:
+    from cvml.manifest import build_manifest, write_manifest
+    from cvml.recipe import recipe_to_dict
+
+    inputs: dict[str, Any] = {"source_model": ref.path, **data.inputs}
+    base = made_by.get("base_model")
+    if ref.kind == "adapter" and base and Path(base).exists():
+        inputs["base_model"] = base
+    manifest = build_manifest(
+        "quantize",
+        inputs=inputs,
+        recipe=recipe_to_dict(recipe) if recipe is not None else {"quantize": spec.model_dump(mode="json")},
+        seed=seed,
+        extra={
+            "chat_template_sha256": made_by.get("chat_template_sha256") or template_sha,
+            "source": {"ref": ref.ref, "name": ref.name, "version": ref.version, "kind": ref.kind},
+            "quantize": {"method": spec.method, **_params(spec), **fmt, "libraries": _versions()},
+            "calibration": {"samples": len(data.calibration) if calibration_sha else 0, "sha256": calibration_sha,
+                            "origin": data.origin},
+        },
+    )
+    write_manifest(out_dir, manifest)
+    return manifest
+
+
+def _versions() -> dict[str, str | None]:
+    found = {}
+    for name in _LIBRARIES:
+        try:
+            found[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            found[name] = None
+    return found
+
+
+def _logits(model, rows: list[list[int]], device: str):
+    import torch
+
+    with torch.inference_mode():
+        return [model(input_ids=torch.tensor([ids], device=device), use_cache=False).logits.float().cpu() for ids in rows]
+
+
+def _check_roundtrip(expected, got, dtype: str, out_dir: Path) -> dict[str, Any]:
+    """Raises QuantizeError when the reloaded model's logits differ beyond rounding."""
+    diff = max(float((a - b).abs().max()) for a, b in zip(expected, got))
+    scale = max(float(a.abs().max()) for a in expected)
+    rtol = ROUNDTRIP_RTOL.get(dtype, 1e-2)
+    if diff > rtol * max(scale, 1.0):
+        raise QuantizeError(
+            f"the model saved in {out_dir} does not reproduce the quantized model: logits differ by up to "
+            f"{diff:.4g} (allowed {rtol * max(scale, 1.0):.2g})",
+            hint="The checkpoint's format label and its weights disagree; report this with the manifest's library versions.",
+        )
+    return {"max_abs_logit_diff": diff, "max_abs_logit": scale, "rtol": rtol}
+
+
+def _quality(records, src, quantized) -> dict[str, Any] | None:
+    if not records:
+        return None
+    from cvml.quantize.quality import side_by_side
+
+    samples = side_by_side(records, src["outputs"], quantized["outputs"])
+    return {
+        "source": src["metrics"],
+        "quantized": quantized["metrics"],
+        "identical_outputs": sum(s["same"] for s in samples) / len(samples),
+        "samples": samples,
+    }
+
+
+def _register(result: QuantizeResult, ref, manifest: dict[str, Any], spec, registry) -> tuple[str | None, str | None]:
+    if not spec.register_model:
+        return None, "quantize.register_model is false"
+    if not result.passed:
+        return None, f"perplexity rose by {result.perplexity['increase']:.1%} (> {spec.max_ppl_increase:.1%})"
+    if ref.version is None:
+        return None, "the source model is not registered"
+    roles = {"train": "calibration", "validation": "validation"}
+    version = registry.register(
+        result.output_dir,
+        name=ref.name,
+        kind="quantized",
+        parent=ref.ref,
+        datasets=[{"path": v["path"], "sha256": v["sha256"], "role": roles[k]} for k, v in manifest["inputs"].items() if k in roles],
+        metadata={
+            "method": result.method,
+            **result.params,
+            "ppl_source": result.perplexity["source"]["ppl"],
+            "ppl_quantized": result.perplexity["quantized"]["ppl"],
+            "ppl_increase": result.perplexity["increase"],
+            "size_ratio_vs_fp16": result.size["ratio_vs_fp16"],
+            "report": str(Path(result.output_dir) / "quantize_report.json"),
+        },
+        reason=f"cvml quantize --method {result.method} --bits {result.params['bits']}",
+    )
+    return version.ref, None
+
+
+def _reset_cuda_peak(device: str) -> None:
+    if device.startswith("cuda"):
+        import torch
+
+        torch.cuda.reset_peak_memory_stats(device)
+
+
+def _cuda_peak_mb(device: str) -> float | None:
+    if not device.startswith("cuda"):
+        return None
+    import torch
+
+    return torch.cuda.max_memory_allocated(device) / 2**20
+
+
+class _Progress:
+    """One rich progress task per phase on stderr, or nothing (--json, tests)."""
+
+    def __init__(self, enabled: bool):
+        self.bar = None
+        self.task: tuple[int, int | None] | None = None
+        if enabled:
+            from rich.console import Console
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+            self.bar = Progress(
+                TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                console=Console(stderr=True),
+            )
+
+    def __enter__(self) -> "_Progress":
+        if self.bar is not None:
+            self.bar.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.bar is not None:
+            self._finish()
+            self.bar.stop()
+
+    def phase(self, description: str, total: int | None) -> Callable[[], None]:
+        """Finish the previous phase and start this one; the callback advances it by one."""
+        if self.bar is None:
+            return lambda: None
+        self._finish()
+        task = self.bar.add_task(f"quantize: {description}", total=total)
+        self.task = (task, total)
+        return lambda: self.bar.advance(task)
+
+    def _finish(self) -> None:
+        if self.task is not None:
+            task, total = self.task
+            self.bar.update(task, total=total or 1, completed=total or 1)

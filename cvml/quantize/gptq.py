@@ -1,0 +1,235 @@
+"""GPTQ and its round-to-nearest baseline, both written as GPTQ checkpoints.
+
+GPTQ runs through optimum's `GPTQQuantizer` on GPT-QModel kernels, on the model already
+in memory (so a LoRA run is quantized merged, with no export step). RTN computes each
+group's scale and zero from the weights alone (GPT-QModel's `RTN`) and packs them with the
+same packer, so both methods share one file format and one inference kernel: the only
+difference between their perplexities is GPTQ's error-compensating rounding.
+
+Saving: GPT-QModel packs zero points in its internal v2 layout. Symmetric checkpoints are
+written in the v1 layout every GPTQ loader reads (vLLM included) and labelled `gptq`;
+asymmetric ones stay v2 (v1 can overflow there) and are labelled `gptq_v2`. optimum's own
+`GPTQQuantizer.save` converts the weights to v1 but leaves config.json saying `gptq_v2`,
+which reloads with wrong logits and no error — so saving here sets the label with the
+weights, and `cvml.quantize.api` checks every saved model against the in-memory one.
+
+GPT-QModel prints a banner and its logs on stdout and sets environment variables when
+imported; `_gptqmodel()` imports it with stdout sent to stderr (so `--json` stays one
+document), its logs at warning level, and the environment restored. Its C++ packing
+extension (a ~35 s compile cached under ~/.cache) is skipped unless the user set
+GPTQMODEL_DISABLE_PACK_EXT themselves: packing then runs in PyTorch.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import os
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from cvml.quantize.errors import QuantizeError
+
+# The packer needs whole 32-bit words of input and output channels.
+PACK_MULTIPLE = 32
+_GROUP_SIZES = (32, 64, 128, 256)
+
+
+@contextlib.contextmanager
+def gptqmodel_quiet() -> Iterator[None]:
+    """Import and run GPT-QModel with its stdout output on stderr, its info logs off
+    (CVML_DEBUG=1 keeps them), and the environment left as it was."""
+    os.environ.setdefault("GPTQMODEL_DISABLE_PACK_EXT", "1")
+    before = dict(os.environ)
+    debug = os.environ.get("CVML_DEBUG") == "1"
+    try:
+        with contextlib.redirect_stdout(sys.stderr):
+            import gptqmodel  # noqa: F401  (prints its banner, sets env vars)
+            from logbar import LogBar
+
+            if not debug:
+                LogBar.shared().setLevel(logging.WARNING)
+                logging.getLogger("optimum").setLevel(logging.WARNING)
+            yield
+    finally:
+        for key in set(os.environ) - set(before):
+            del os.environ[key]
+        os.environ.update(before)
+
+
+def check_shapes(model, group_size: int) -> None:
+    """Every linear layer GPTQ packs must fit the packer and the group size (call it
+    inside `gptqmodel_quiet`: it reads the block layout through optimum).
+
+    Raises:
+        QuantizeError: naming the first layer that does not, and group sizes that would.
+    """
+    dims = {name: _in_out(layer) for name, layer in _block_linears(model).items()}
+    if not dims:
+        raise QuantizeError("found no transformer blocks with linear layers to quantize in this model")
+    for name, (n_in, n_out) in dims.items():
+        if n_in % PACK_MULTIPLE or n_out % PACK_MULTIPLE:
+            raise QuantizeError(
+                f"layer {name} is {n_in}→{n_out}; GPTQ packing needs both sizes to be multiples of {PACK_MULTIPLE}",
+                hint="Quantize this model with --method int8, or use a model whose hidden sizes are multiples of 32.",
+            )
+    if group_size == -1:
+        return
+    common = math.gcd(*(n_in for n_in, _ in dims.values()))
+    for name, (n_in, _) in dims.items():
+        if n_in % group_size:
+            fits = [g for g in _GROUP_SIZES if common % g == 0] + [-1]
+            raise QuantizeError(
+                f"group_size {group_size} does not divide in_features {n_in} of layer {name}",
+                hint=f"Use a group size that divides every layer's input size: --group-size {' or '.join(map(str, fits))}.",
+            )
+
+
+def quantize_model(model, tokenizer, calibration: list[dict[str, Any]], spec):
+    """Quantize `model` in place with GPTQ (spec.method "gptq") or round-to-nearest ("rtn").
+
+    Args:
+        model: a causal LM in eval mode, on the device to quantize on.
+        tokenizer: its tokenizer.
+        calibration: tokenized texts (`input_ids`, `attention_mask`, one row each); gptq only.
+        spec: the `QuantizeSpec` (bits, group_size, sym, desc_act, damp_percent).
+
+    Returns:
+        The quantized model (the same object).
+
+    Raises:
+        QuantizeError: layer shapes the packer or the group size cannot handle.
+    """
+    with gptqmodel_quiet():
+        from optimum.gptq import GPTQQuantizer
+
+        check_shapes(model, spec.group_size)
+
+        quantizer = GPTQQuantizer(
+            bits=spec.bits,
+            group_size=spec.group_size,
+            sym=spec.sym,
+            desc_act=spec.desc_act,
+            damp_percent=spec.damp_percent,
+            dataset=calibration or None,
+            batch_size=1,  # padding would add pad-token activations to the Hessian
+        )
+        if spec.method == "gptq":
+            model = quantizer.quantize_model(model, tokenizer)
+        else:
+            model = _round_to_nearest(model, quantizer)
+    return _eager(model)
+
+
+def _round_to_nearest(model, quantizer):
+    """Pack each block linear with the scale and zero of its own weights (no calibration)."""
+    import torch
+    from gptqmodel.quantization.config import RTNConfig
+    from gptqmodel.quantization.rtn import RTN
+    from optimum.gptq.utils import get_block_name_with_pattern, get_layers
+    from transformers.utils.quantization_config import QuantizationMethod
+
+    quantizer.block_name_to_quantize = get_block_name_with_pattern(model)
+    quantizer.format = "gptq_v2"  # what the packer writes, as in GPTQQuantizer.quantize_model
+    config = RTNConfig(bits=quantizer.bits, group_size=quantizer.group_size, sym=quantizer.sym, desc_act=False)
+    found = {}
+    with torch.no_grad():
+        for name, layer in get_layers(model, prefix=quantizer.block_name_to_quantize).items():
+            _, scale, zero, g_idx, *_ = RTN(layer, config).quantize()
+            found[name] = (None, scale, zero, g_idx)
+    quantizer.pack_model(model, found)
+    model.is_quantized = True
+    model.quantization_method = QuantizationMethod.GPTQ
+    model.config.quantization_config = quantizer.to_dict()
+    return quantizer.post_init_model(model)
+
+
+def save_model(model, folder: Path, spec) -> dict[str, Any]:
+    """Write the quantized model's config and weights (v1 layout when symmetric).
+
+    The in-memory model is converted back afterwards, so it stays usable.
+
+    Returns:
+        What the manifest records about the format: {"format", "quant_linear"}.
+    """
+    from transformers import GPTQConfig
+
+    with gptqmodel_quiet():
+        from gptqmodel.nn_modules.qlinear import BaseQuantLinear
+        from gptqmodel.utils.model import hf_convert_gptq_v1_to_v2_format, hf_convert_gptq_v2_to_v1_format
+
+        kernel = next(type(m) for m in model.modules() if isinstance(m, BaseQuantLinear))
+        found = dict(model.config.quantization_config or {})
+        meta = found.get("meta") or {}
+        model, converted = hf_convert_gptq_v2_to_v1_format(model, spec.sym, spec.bits, kernel, "gptq_v2", meta)
+        fmt = "gptq" if spec.sym else "gptq_v2"
+        model.config.quantization_config = GPTQConfig(
+            bits=spec.bits,
+            group_size=spec.group_size,
+            sym=spec.sym,
+            desc_act=spec.desc_act,
+            damp_percent=spec.damp_percent,
+            true_sequential=found.get("true_sequential", True),
+            act_group_aware=found.get("act_group_aware", False),
+            block_name_to_quantize=found.get("block_name_to_quantize"),
+            format=fmt,
+            meta=meta,
+        )
+        try:
+            model.save_pretrained(folder)
+        finally:
+            if converted:
+                hf_convert_gptq_v1_to_v2_format(model, spec.bits, kernel, "gptq", meta)
+    return {"format": fmt, "quant_linear": kernel.__name__}
+
+
+def load_model(folder: Path, device: str):
+    """Load a GPTQ checkpoint written by `save_model` (or any v1/v2 GPTQ folder).
+
+    CPU loads in float32 (the kernels cast what they need); CUDA in float16, the dtype
+    GPTQ's CUDA kernels are built for.
+    """
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    dtype = torch.float16 if device.startswith("cuda") else torch.float32
+    with gptqmodel_quiet():
+        model = AutoModelForCausalLM.from_pretrained(folder, dtype=dtype, device_map={"": device})
+    return _eager(model).eval()
+
+
+def _eager(model):
+    """Undo GPT-QModel's `torch.compile` of its torch kernel's dequantize step.
+
+    `TorchLinear.optimize()` (2/3/8-bit and non-CPU 4-bit) wraps `dequantize_weight` for
+    inductor at post-init, so the first forward builds C++ kernels: 80-100 s on this CPU
+    (cached under /tmp) — in `cvml serve`, the first request would wait for it. The wrapper
+    is an instance attribute; deleting it restores the class's eager method.
+    """
+    for module in model.modules():
+        if "dequantize_weight" in vars(module):
+            del module.dequantize_weight
+    return model
+
+
+def _block_linears(model) -> dict[str, Any]:
+    """The linear layers inside the transformer blocks: what GPTQ quantizes (not the LM head)."""
+    from optimum.gptq.utils import get_block_name_with_pattern, get_layers
+
+    try:
+        block = get_block_name_with_pattern(model)
+    except ValueError:
+        return {}
+    return get_layers(model, prefix=block)
+
+
+def _in_out(layer) -> tuple[int, int]:
+    """(in_features, out_features) of a Linear, or of a GPT-2 style Conv1D (weight stored [in, out])."""
+    from torch import nn
+
+    if isinstance(layer, nn.Linear):
+        return layer.in_features, layer.out_features
+    return int(layer.weight.shape[0]), int(layer.weight.shape[1])

@@ -1,0 +1,434 @@
+"""The HTTP app of `cvml serve`: OpenAI-compatible and domain endpoints, probes, metrics, admin.
+
+    ctx = ServeContext(pool, AppSettings(api_key="k"), request_log=RequestLog())
+    app = create_app(ctx)          # uvicorn.run(app) — or `cvml serve`, which also drains on SIGTERM
+
+Endpoints: POST /v1/chat/completions, POST /v1/completions, GET /v1/models,
+POST /v1/cv/rewrite, POST /v1/feedback, GET /health, GET /ready, GET /metrics,
+POST /admin/reload. Every error is OpenAI's envelope; every response carries
+`x-request-id`, and generating ones `x-cvml-variant` (the A/B arm that served it).
+With an API key set, /v1/* and /admin/* need `Authorization: Bearer KEY`; the probes and
+/metrics stay open for the orchestrator.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hmac
+import json
+import logging
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import anyio
+from fastapi import APIRouter, Depends, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from starlette.datastructures import MutableHeaders
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from cvml import __version__
+from cvml.errors import CvmlError
+from cvml.modelio import ModelRef
+from cvml.serve import openai_schema as api
+from cvml.serve.completions import router as completions_router
+from cvml.serve.errors import ApiError
+from cvml.serve.metrics import CONTENT_TYPE, ServeMetrics
+from cvml.serve.pool import ModelPool, ReloadOutcome, ServedModel, UnknownModelError
+from cvml.serve.requestlog import LogEntry, RequestLog
+
+_log = logging.getLogger("cvml.serve")
+# Probes answer even while draining, and are not requests a drain waits for.
+PROBES = ("/health", "/ready", "/metrics")
+MAX_BODY_BYTES = 4 * 1024 * 1024
+_TYPE_TAGS = {"str", "int", "float", "bool", "list", "dict", "none", "json-or-python"}
+_DOCUMENTED_ERRORS = {
+    status: {"model": api.ErrorResponse, "description": description}
+    for status, description in {
+        400: "Bad input (the param names the field)", 401: "Missing or wrong API key",
+        404: "Unknown model or request id", 413: "Prompt over the model's context",
+        429: "Queue full (see Retry-After)", 503: "Loading or draining", 504: "Past the request deadline",
+    }.items()
+}
+
+
+@dataclass
+class AppSettings:
+    """What the HTTP layer needs to know beyond the models.
+
+    Attributes:
+        api_key: required as `Authorization: Bearer ...` on /v1 and /admin when set.
+        max_new_tokens: default and cap of new tokens per request.
+        request_timeout_s: per-request deadline (504 past it).
+    """
+
+    api_key: str | None = None
+    max_new_tokens: int = 128
+    request_timeout_s: float = 30.0
+
+
+class ServeContext:
+    """Everything the endpoints share: models, settings, request log, metrics, drain state.
+
+    Args:
+        pool: the variants' models and the A/B router.
+        settings: auth, token cap, deadline.
+        request_log: where every generating request is recorded (None: not recorded).
+        checks: (output, source, job_description) → {"pii_leak": ..., "fabrication": ...};
+            default `cvml.serve.checks.run_checks`.
+    """
+
+    def __init__(
+        self,
+        pool: ModelPool,
+        settings: AppSettings,
+        request_log: RequestLog | None = None,
+        checks: Callable[[str, str, str | None], dict[str, Any]] | None = None,
+    ):
+        if checks is None:
+            from cvml.serve.checks import run_checks as checks
+
+        self.pool = pool
+        self.settings = settings
+        self.request_log = request_log
+        self.run_checks = checks
+        self.metrics = ServeMetrics(pool.engine_load)
+        self.inflight = 0
+        self._idle: asyncio.Event | None = None
+
+    def pick(self, model_id: str | None, user_id: str | None) -> ServedModel:
+        """The model for a request (503 unless ready, 404 for an unknown id)."""
+        self.require_ready()
+        try:
+            return self.pool.pick(model_id, user_id)
+        except UnknownModelError as exc:
+            raise ApiError(404, f"{exc.message} ({exc.hint})", param="model", code="model_not_found") from None
+
+    def require_ready(self) -> None:
+        phase = self.pool.phase
+        if phase == "ready":
+            return
+        message = {
+            "loading": "the model is loading; retry when GET /ready answers 200",
+            "draining": "the server is shutting down and takes no new requests",
+            "failed": "the model failed to load",
+        }[phase]
+        raise ApiError(503, message, code=phase, headers={"retry-after": "1"} if phase == "loading" else None)
+
+    def record(self, entry: LogEntry) -> None:
+        if self.request_log is None:
+            return
+        try:
+            self.request_log.record(entry)
+        except CvmlError:
+            _log.exception("request %s not logged", entry.request_id)
+
+    # ---------------------------------------------------------------------------- drain
+
+    def begin_drain(self) -> None:
+        """Refuse new requests from now on (503) and report not ready; in-flight ones go on."""
+        if self.pool.phase in ("loading", "ready"):
+            self.pool.phase = "draining"
+        self.metrics.ready.set(0)
+
+    async def wait_idle(self, timeout_s: float) -> bool:
+        """Wait until no request is in flight, at most `timeout_s`; True when idle."""
+        with anyio.move_on_after(timeout_s):
+            while self.inflight > 0:
+                await asyncio.sleep(0.05)
+        return self.inflight == 0
+
+
+# ------------------------------------------------------------------------ middleware
+
+
+class _RequestContext:
+    """Pure ASGI middleware: request id, in-flight count, body limit, last-resort 500.
+
+    Pure ASGI (not BaseHTTPMiddleware) so that streamed responses pass through untouched
+    and a client disconnect still reaches the endpoint's stream.
+    """
+
+    def __init__(self, app, ctx: ServeContext):
+        self.app = app
+        self.ctx = ctx
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        request_id = uuid.uuid4().hex
+        scope.setdefault("state", {})["request_id"] = request_id
+        tracked = scope["path"] not in PROBES
+        started = False
+        status = 500
+
+        async def send_with_id(message):
+            nonlocal started, status
+            if message["type"] == "http.response.start":
+                started = True
+                status = message["status"]
+                MutableHeaders(scope=message).append("x-request-id", request_id)
+            await send(message)
+
+        if tracked:
+            self.ctx.inflight += 1
+        try:
+            too_big = _declared_length(scope) > MAX_BODY_BYTES
+            if too_big:
+                error = ApiError(413, f"the request body is over {MAX_BODY_BYTES} bytes", code="body_too_large")
+                await error.response(request_id)(scope, receive, send_with_id)
+            else:
+                await self.app(scope, receive, send_with_id)
+        except Exception:
+            _log.exception("request %s failed", request_id)
+            if not started:
+                error = ApiError(500, f"internal error (request id {request_id})", code="internal_error")
+                await error.response(request_id)(scope, receive, send_with_id)
+        finally:
+            if tracked:
+                self.ctx.inflight -= 1
+            route = scope.get("route")
+            self.ctx.metrics.http_requests.labels(getattr(route, "path", "unmatched"), str(status)).inc()
+
+
+def _declared_length(scope) -> int:
+    for name, value in scope.get("headers", ()):
+        if name == b"content-length":
+            try:
+                return int(value)
+            except ValueError:
+                return 0
+    return 0
+
+
+# --------------------------------------------------------------------------- errors
+
+
+def _request_id(request: Request) -> str | None:
+    return getattr(request.state, "request_id", None)
+
+
+async def _on_api_error(request: Request, exc: ApiError) -> JSONResponse:
+    return exc.response(_request_id(request))
+
+
+async def _on_validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+    """FastAPI's 422 becomes OpenAI's 400, naming the first offending field in `param`."""
+    errors = exc.errors()
+    first = errors[0] if errors else {"loc": ("body",), "msg": "invalid request"}
+    loc = [str(part) for part in first.get("loc", ())[1:] if not _is_type_tag(part)]
+    param = ".".join(loc) or None
+    if first.get("type") == "json_invalid":
+        param, message = None, "the body is not valid JSON"
+    elif first.get("type") == "missing" and not loc:
+        message = "a JSON body is required"
+    else:
+        message = f"{param}: {first.get('msg')}" if param else str(first.get("msg"))
+    return ApiError(400, message, param=param, code="invalid_value").response(_request_id(request))
+
+
+def _is_type_tag(part: object) -> bool:
+    """pydantic puts the union member tried into `loc` ("str", "list[str]", "function-after[...]")."""
+    return isinstance(part, str) and (part in _TYPE_TAGS or "[" in part or "-" in part)
+
+
+async def _on_http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    message = exc.detail if isinstance(exc.detail, str) else json.dumps(exc.detail)
+    error = ApiError(exc.status_code, message, headers=exc.headers)
+    return error.response(_request_id(request))
+
+
+async def _on_cvml_error(request: Request, exc: CvmlError) -> JSONResponse:
+    _log.error("request %s: %s", _request_id(request), exc)
+    message = f"{exc.message} ({exc.hint})" if exc.hint else exc.message
+    return ApiError(500, message, code=type(exc).__name__).response(_request_id(request))
+
+
+# ------------------------------------------------------------------------ endpoints
+
+
+def _context(request: Request) -> ServeContext:
+    return request.app.state.cvml
+
+
+async def _authorize(request: Request) -> None:
+    """Bearer-token check on /v1 and /admin when an API key is set (constant-time compare)."""
+    key = _context(request).settings.api_key
+    if key is None:
+        return
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(), key.encode()):
+        raise ApiError(
+            401, "missing or wrong API key: send Authorization: Bearer <key>", code="invalid_api_key",
+            headers={"www-authenticate": "Bearer"},
+        )
+
+
+async def _not_draining(request: Request) -> None:
+    ctx = _context(request)
+    if ctx.pool.phase == "draining":
+        ctx.require_ready()
+
+
+probes = APIRouter()
+api_router = APIRouter(dependencies=[Depends(_authorize), Depends(_not_draining)], responses=_DOCUMENTED_ERRORS)
+
+
+@probes.get("/health", summary="Liveness: the process answers")
+async def health(request: Request) -> dict[str, Any]:
+    return {"status": "ok", "phase": _context(request).pool.phase, "version": __version__}
+
+
+@probes.get("/ready", summary="Readiness: every variant loaded and not draining (else 503)")
+async def ready(request: Request):
+    ctx = _context(request)
+    ctx.require_ready()
+    return {"status": "ready", "variants": {name: s.served_ref for name, s in ctx.pool.current.items()}}
+
+
+@probes.get("/metrics", summary="Prometheus metrics (vLLM's names where vLLM has one)")
+async def metrics(request: Request) -> Response:
+    ctx = _context(request)
+    ctx.metrics.ready.set(1 if ctx.pool.ready else 0)
+    return Response(ctx.metrics.render(), media_type=CONTENT_TYPE)
+
+
+@api_router.get(
+    "/v1/models",
+    response_model=api.ModelList,
+    summary="Accepted `model` ids: variant names, given references, served versions, registry names",
+)
+async def list_models(request: Request) -> api.ModelList:
+    """Each id pins one variant, or (variant null) is shared by several and routed by the A/B split.
+
+    A request without `model` is routed by the split too.
+    """
+    pool = _context(request).pool
+    cards = []
+    for model_id, variant in sorted(pool.model_ids().items()):
+        served = pool.current.get(variant) if variant else None
+        cards.append(
+            api.ModelCard(
+                id=model_id,
+                created=int(served.loaded_at) if served else 0,
+                variant=variant,
+                ref=served.served_ref if served else None,
+                version=served.model_ref.version if served else None,
+            )
+        )
+    return api.ModelList(data=cards)
+
+
+@api_router.post("/v1/feedback", response_model=api.FeedbackResponse, summary="The user's verdict on a response (A/B outcome)")
+async def feedback(body: api.FeedbackRequest, request: Request) -> api.FeedbackResponse:
+    log = _context(request).request_log
+    if log is None:
+        raise ApiError(404, "this server keeps no request log", code="request_not_found", param="request_id")
+    found = await anyio.to_thread.run_sync(
+        lambda: log.feedback(body.request_id, accepted=body.accepted, rating=body.rating)
+    )
+    if not found:
+        raise ApiError(404, f"no request with id {body.request_id!r}", param="request_id", code="request_not_found")
+    return api.FeedbackResponse(request_id=body.request_id)
+
+
+@api_router.post("/admin/reload", summary="Re-resolve each variant's reference; load and swap what changed")
+async def reload(request: Request) -> dict[str, Any]:
+    ctx = _context(request)
+    ctx.require_ready()
+    outcomes = await ctx.pool.reload()
+    note_reloads(ctx, outcomes)
+    return {"variants": [o.to_dict() for o in outcomes]}
+
+
+def _log_crash(task: asyncio.Task) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        _log.error("background task %s failed", task.get_name(), exc_info=task.exception())
+
+
+def note_reloads(ctx: ServeContext, outcomes: list[ReloadOutcome]) -> None:
+    """Count reload outcomes and point `cvml_model_info` at what each variant serves now."""
+    for outcome in outcomes:
+        ctx.metrics.reloads.labels(outcome.variant, outcome.outcome).inc()
+    publish_models(ctx)
+
+
+def publish_models(ctx: ServeContext) -> None:
+    for name, served in ctx.pool.current.items():
+        ctx.metrics.set_model(name, served.served_ref, served.model_ref.version)
+
+
+# ---------------------------------------------------------------------------- factory
+
+
+def create_app(
+    ctx: ServeContext,
+    *,
+    refs: dict[str, ModelRef] | None = None,
+    watch_registry_s: float | None = None,
+    on_ready: Callable[[], None] | None = None,
+    on_load_failed: Callable[[BaseException], None] | None = None,
+) -> FastAPI:
+    """The ASGI app. Its lifespan loads the models in the background (so /health answers and
+    /ready says 503 meanwhile), optionally watches the registry, and stops the engines on exit.
+
+    Args:
+        ctx: the shared state (models, settings, log).
+        refs: each variant's resolved version, when the caller resolved them already.
+        watch_registry_s: poll each variant's reference this often and reload what changed.
+        on_ready: called once every variant is loaded.
+        on_load_failed: called when the initial load fails (the server then exits with it).
+    """
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI):
+        tasks = []
+        loop = asyncio.get_running_loop()
+
+        async def load() -> None:
+            try:
+                if not ctx.pool.current:
+                    await ctx.pool.load(refs)
+                publish_models(ctx)
+                if on_ready is not None:
+                    on_ready()
+            except Exception as exc:
+                _log.error("loading the models failed: %s", exc)
+                if on_load_failed is not None:
+                    on_load_failed(exc)
+
+        tasks.append(loop.create_task(load()))
+        if watch_registry_s:
+            tasks.append(loop.create_task(ctx.pool.watch(watch_registry_s, lambda o: note_reloads(ctx, o))))
+        for task in tasks:
+            task.add_done_callback(_log_crash)
+        try:
+            yield
+        finally:
+            for task in tasks:
+                task.cancel()
+            await ctx.pool.close()
+            if ctx.request_log is not None:
+                await anyio.to_thread.run_sync(ctx.request_log.close)
+
+    app = FastAPI(
+        title="cvml serve",
+        version=__version__,
+        summary="OpenAI-compatible inference with A/B routing for CV-rewriting models.",
+        lifespan=lifespan,
+    )
+    app.state.cvml = ctx
+    app.include_router(probes)
+    app.include_router(api_router)
+    app.include_router(completions_router, dependencies=[Depends(_authorize), Depends(_not_draining)], responses=_DOCUMENTED_ERRORS)
+    app.add_exception_handler(ApiError, _on_api_error)
+    app.add_exception_handler(RequestValidationError, _on_validation_error)
+    app.add_exception_handler(StarletteHTTPException, _on_http_error)
+    app.add_exception_handler(CvmlError, _on_cvml_error)
+    app.add_middleware(_RequestContext, ctx=ctx)
+    return app
+

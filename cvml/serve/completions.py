@@ -1,0 +1,410 @@
+"""The generating endpoints: chat and text completions (OpenAI), and the CV rewrite.
+
+All three run the same path: pick the variant's model (A/B), build the prompt with the
+model's own chat template, take a lease on the model, submit to its engine, stream or
+collect the tokens, then record the request (log + metrics) exactly once, whatever way
+it ends: finished, refused, past its deadline, or abandoned by the client.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING, Any
+
+import anyio
+import jinja2
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, StreamingResponse
+from starlette.background import BackgroundTask
+
+from cvml.serve import openai_schema as api
+from cvml.serve.errors import ApiError, error_type, from_engine_error
+from cvml.serve.pool import ServedModel
+from cvml.serve.requestlog import LogEntry, engine_figures
+from cvml.serve.types import EngineError, GenerationRequest, SamplingParams, TokenEvent
+
+if TYPE_CHECKING:
+    from cvml.serve.app import ServeContext
+
+_log = logging.getLogger("cvml.serve")
+OPENAI_TEMPERATURE = 1.0  # OpenAI's default when a request names none
+CLIENT_GONE = 499  # logged status of a request whose client disconnected (nginx's convention)
+_FAILED_FINISH = {
+    "deadline": (504, "deadline_exceeded", "the request passed its deadline of {timeout:g} s"),
+    "cancelled": (503, "cancelled", "the generation was cancelled: the server is shutting down"),
+    "error": (500, "engine_error", "the engine failed on this request: {error}"),
+}
+
+router = APIRouter()
+
+
+class Generation:
+    """One request on one served model: the engine handle, the lease, and the record.
+
+    `open()` leases the model and submits; `close()` cancels what still runs, returns the
+    lease, and records the request. `close()` is idempotent, so every exit path may call it.
+    """
+
+    def __init__(
+        self,
+        ctx: ServeContext,
+        request: Request,
+        served: ServedModel,
+        endpoint: str,
+        prompt_ids: list[int],
+        params: SamplingParams,
+        *,
+        prompt_param: str,
+        user_id: str | None,
+        input_text: str | None,
+        task: str | None = None,
+    ):
+        self.ctx = ctx
+        self.served = served
+        self.endpoint = endpoint
+        self.request_id: str = request.state.request_id
+        self.prompt_ids = prompt_ids
+        self.params = params
+        self.prompt_param = prompt_param
+        self.user_id = user_id
+        self.input_text = input_text
+        self.task = task
+        self.handle: Any = None
+        self.finish_reason: str | None = None
+        self._closed = False
+        self._leased = False
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"x-cvml-variant": self.served.variant, "x-cvml-model": self.served.served_ref}
+
+    def open(self) -> None:
+        """Lease the model and submit the request to its engine.
+
+        Raises:
+            ApiError: the engine refuses (413, 429, 503); the refusal is recorded.
+        """
+        deadline = time.monotonic() + self.ctx.settings.request_timeout_s
+        self.ctx.pool.acquire(self.served)
+        self._leased = True
+        try:
+            self.handle = self.served.engine.submit(
+                GenerationRequest(self.prompt_ids, self.params, request_id=self.request_id, deadline=deadline)
+            )
+        except EngineError as exc:
+            error = from_engine_error(exc, self.prompt_param, self.headers)
+            self.close(error.status, error=error.message)
+            raise error from None
+
+    async def events(self) -> AsyncIterator[TokenEvent]:
+        async for event in self.handle:
+            if event.finished:
+                self.finish_reason = event.finish_reason
+            yield event
+
+    def failure(self, event: TokenEvent) -> ApiError | None:
+        """The error a finished event stands for (deadline → 504, ...), None when it succeeded."""
+        if event.finish_reason not in _FAILED_FINISH:
+            return None
+        status, code, message = _FAILED_FINISH[event.finish_reason]
+        text = message.format(timeout=self.ctx.settings.request_timeout_s, error=event.error or "unknown error")
+        return ApiError(status, text, code=code, headers=self.headers)
+
+    async def collect(self) -> str:
+        """The whole generated text.
+
+        Raises:
+            ApiError: the generation ended past its deadline (504), on an engine error
+                (500) or was cancelled by a shutdown (503).
+        """
+        pieces = []
+        async for event in self.events():
+            pieces.append(event.text)
+            if event.finished and (error := self.failure(event)) is not None:
+                raise error
+        return "".join(pieces)
+
+    def usage(self) -> api.Usage:
+        stats = self.handle.stats
+        prompt, completion = stats.prompt_tokens, stats.completion_tokens
+        return api.Usage(prompt_tokens=prompt, completion_tokens=completion, total_tokens=prompt + completion)
+
+    def close(
+        self,
+        status: int,
+        *,
+        output: str | None = None,
+        error: str | None = None,
+        checks: dict[str, Any] | None = None,
+    ) -> None:
+        """End the request: cancel what still runs, return the lease, record it (once)."""
+        if self._closed:
+            return
+        self._closed = True
+        if self.handle is not None and self.finish_reason is None:
+            self.handle.cancel()
+        if self._leased:
+            self.ctx.pool.release(self.served)
+        figures: dict[str, Any] = {}
+        if self.handle is not None:
+            stats = self.handle.stats
+            figures = engine_figures(stats)
+            figures["finish_reason"] = self.finish_reason or stats.finish_reason or "cancelled"
+            if stats.finished_at is not None:
+                self.ctx.metrics.observe(self.served.variant, self.served.served_ref, stats)
+        if checks is not None:
+            for name, check in checks.items():
+                if check["flagged"]:
+                    self.ctx.metrics.checks_flagged.labels(self.served.served_ref, self.served.variant, name).inc()
+        self.ctx.record(
+            LogEntry(
+                request_id=self.request_id,
+                endpoint=self.endpoint,
+                status=status,
+                experiment=self.ctx.pool.experiment,
+                variant=self.served.variant,
+                model_ref=self.ctx.pool.variants[self.served.variant].ref,
+                model_version=self.served.served_ref,
+                user_id=self.user_id,
+                task=self.task,
+                input_text=self.input_text,
+                output_text=output,
+                error=error,
+                pii_leak=None if checks is None else checks["pii_leak"]["flagged"],
+                fabrication=None if checks is None else checks["fabrication"]["flagged"],
+                checks=checks,
+                **figures,
+            )
+        )
+
+    async def run_to_text(self) -> str:
+        """open + collect, recording a failure on the way out (the caller closes on success)."""
+        self.open()
+        try:
+            return await self.collect()
+        except ApiError as exc:
+            self.close(exc.status, error=exc.message)
+            raise
+        except BaseException as exc:
+            self.close(CLIENT_GONE if _is_cancellation(exc) else 500, error=repr(exc))
+            raise
+
+
+# ------------------------------------------------------------------------------ prompts
+
+
+def chat_prompt_ids(tokenizer: Any, messages: list[dict[str, str]]) -> list[int]:
+    """Render messages with the model's chat template and tokenize them the way training did.
+
+    Raises:
+        ApiError: the template refuses the conversation (400).
+    """
+    try:
+        text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    except (jinja2.TemplateError, ValueError) as exc:
+        raise ApiError(400, f"the model's chat template refuses these messages: {exc}", param="messages") from None
+    return list(tokenizer(text, add_special_tokens=False)["input_ids"])
+
+
+def text_prompt_ids(tokenizer: Any, prompt: str | list[int]) -> list[int]:
+    """A completion prompt's ids (given ids are checked against the vocabulary by the engine)."""
+    if isinstance(prompt, str):
+        return list(tokenizer(prompt)["input_ids"])
+    return list(prompt)
+
+
+def sampling(ctx: ServeContext, body: Any, prompt_len: int, context_length: int, default_temperature: float) -> SamplingParams:
+    """Decoding settings: max tokens capped by the server; unset, they fill the context left."""
+    cap = ctx.settings.max_new_tokens
+    asked = body.new_tokens()
+    # An explicit ask beyond the context is the client's error (413); a default just fits.
+    max_new = min(asked, cap) if asked else max(1, min(cap, context_length - prompt_len))
+    temperature = body.temperature if body.temperature is not None else default_temperature
+    return SamplingParams(
+        max_new_tokens=max_new,
+        temperature=temperature,
+        top_p=getattr(body, "top_p", None) or 1.0,
+        seed=body.seed,
+        stop=body.stop_sequences(),
+    )
+
+
+def _chat_messages(body: api.ChatCompletionRequest) -> list[dict[str, str]]:
+    # "developer" is OpenAI's newer name for the system role; chat templates know "system".
+    return [{"role": "system" if m.role == "developer" else m.role, "content": m.text()} for m in body.messages]
+
+
+# ---------------------------------------------------------------------------- endpoints
+
+
+@router.post(
+    "/v1/chat/completions",
+    response_model=api.ChatCompletion,
+    summary="OpenAI chat completion (SSE stream with stream: true)",
+)
+async def chat_completions(body: api.ChatCompletionRequest, request: Request):
+    ctx: ServeContext = request.app.state.cvml
+    served = ctx.pick(body.model, body.user)
+    messages = _chat_messages(body)
+    prompt_ids = await anyio.to_thread.run_sync(chat_prompt_ids, served.tokenizer, messages)
+    params = sampling(ctx, body, len(prompt_ids), served.context_length, OPENAI_TEMPERATURE)
+    gen = Generation(
+        ctx, request, served, "/v1/chat/completions", prompt_ids, params,
+        prompt_param="messages", user_id=body.user, input_text="\n".join(m["content"] for m in messages),
+    )
+    if body.stream:
+        gen.open()
+        return _sse(gen, _chat_chunks(gen, body.include_usage))
+    text = await gen.run_to_text()
+    gen.close(200, output=text)
+    completion = api.ChatCompletion(
+        id=f"chatcmpl-{gen.request_id}",
+        created=int(time.time()),
+        model=served.served_ref,
+        choices=[api.ChatChoice(message=api.AssistantMessage(content=text), finish_reason=_openai_finish(gen.finish_reason))],
+        usage=gen.usage(),
+    )
+    return JSONResponse(completion.model_dump(), headers=gen.headers)
+
+
+@router.post("/v1/completions", response_model=api.Completion, summary="OpenAI text completion (SSE stream with stream: true)")
+async def completions(body: api.CompletionRequest, request: Request):
+    ctx: ServeContext = request.app.state.cvml
+    served = ctx.pick(body.model, body.user)
+    prompt_ids = await anyio.to_thread.run_sync(text_prompt_ids, served.tokenizer, body.prompt)
+    params = sampling(ctx, body, len(prompt_ids), served.context_length, OPENAI_TEMPERATURE)
+    gen = Generation(
+        ctx, request, served, "/v1/completions", prompt_ids, params,
+        prompt_param="prompt", user_id=body.user, input_text=body.prompt if isinstance(body.prompt, str) else None,
+    )
+    if body.stream:
+        gen.open()
+        return _sse(gen, _completion_chunks(gen, body.include_usage))
+    text = await gen.run_to_text()
+    gen.close(200, output=text)
+    completion = api.Completion(
+        id=f"cmpl-{gen.request_id}",
+        created=int(time.time()),
+        model=served.served_ref,
+        choices=[api.CompletionChoice(text=text, finish_reason=_openai_finish(gen.finish_reason))],
+        usage=gen.usage(),
+    )
+    return JSONResponse(completion.model_dump(), headers=gen.headers)
+
+
+@router.post(
+    "/v1/cv/rewrite",
+    response_model=api.RewriteResponse,
+    summary="Rewrite CV text for a task; the answer carries its variant, version and safety checks",
+)
+async def rewrite(body: api.RewriteRequest, request: Request):
+    ctx: ServeContext = request.app.state.cvml
+    served = ctx.pick(body.model, body.user_id)
+    prompt_ids = await anyio.to_thread.run_sync(chat_prompt_ids, served.tokenizer, body.messages())
+    params = sampling(ctx, body, len(prompt_ids), served.context_length, 0.0)
+    source = body.text if body.job_description is None else f"{body.text}\n{body.job_description}"
+    gen = Generation(
+        ctx, request, served, "/v1/cv/rewrite", prompt_ids, params,
+        prompt_param="text", user_id=body.user_id, input_text=source, task=body.task,
+    )
+    output = await gen.run_to_text()
+    try:
+        checks = await anyio.to_thread.run_sync(ctx.run_checks, output, body.text, body.job_description)
+    except BaseException as exc:
+        gen.close(CLIENT_GONE if _is_cancellation(exc) else 500, output=output, error=repr(exc))
+        raise
+    gen.close(200, output=output, checks=checks)
+    response = api.RewriteResponse(
+        output=output,
+        model=served.model_ref.name,
+        version=served.model_ref.version,
+        variant=served.variant,
+        request_id=gen.request_id,
+        finish_reason=_openai_finish(gen.finish_reason),
+        usage=gen.usage(),
+        checks=api.Checks.model_validate(checks),
+    )
+    return JSONResponse(response.model_dump(), headers=gen.headers)
+
+
+# ------------------------------------------------------------------------------ streams
+
+
+def _sse(gen: Generation, chunks: AsyncIterator[str]) -> StreamingResponse:
+    # If the client leaves before the body starts, the iterator never runs its `finally`;
+    # the background task then records the request (close() is idempotent).
+    gone = BackgroundTask(gen.close, CLIENT_GONE, error="client disconnected")
+    headers = {**gen.headers, "cache-control": "no-cache", "x-accel-buffering": "no"}
+    return StreamingResponse(chunks, media_type="text/event-stream", headers=headers, background=gone)
+
+
+def _event(payload: Any) -> str:
+    data = payload.model_dump(exclude_none=False) if hasattr(payload, "model_dump") else payload
+    return f"data: {json.dumps(data, separators=(',', ':'))}\n\n"
+
+
+async def _stream(gen: Generation, first: str | None, piece, final, include_usage: bool) -> AsyncIterator[str]:
+    """The SSE body shared by chat and text streams: pieces, the finish, usage, [DONE]."""
+    pieces: list[str] = []
+    try:
+        if first is not None:
+            yield first
+        async for event in gen.events():
+            if event.text:
+                pieces.append(event.text)
+                yield _event(piece(event.text))
+            if event.finished:
+                error = gen.failure(event)
+                if error is not None:
+                    body = {"error": {"message": error.message, "type": error_type(error.status), "param": None,
+                                      "code": error.code, "request_id": gen.request_id}}
+                    yield _event(body)
+                    yield "data: [DONE]\n\n"
+                    gen.close(error.status, output="".join(pieces), error=error.message)
+                    return
+                yield _event(final(_openai_finish(event.finish_reason)))
+        if include_usage:
+            yield _event(final(None, usage=gen.usage()))
+        yield "data: [DONE]\n\n"
+        gen.close(200, output="".join(pieces))
+    finally:
+        gen.close(CLIENT_GONE, output="".join(pieces), error="client disconnected")
+
+
+def _chat_chunks(gen: Generation, include_usage: bool) -> AsyncIterator[str]:
+    base = {"id": f"chatcmpl-{gen.request_id}", "created": int(time.time()), "model": gen.served.served_ref}
+
+    def piece(text: str) -> api.ChatCompletionChunk:
+        return api.ChatCompletionChunk(**base, choices=[api.ChatChunkChoice(delta=api.ChatDelta(content=text))])
+
+    def final(reason: str | None, usage: api.Usage | None = None) -> api.ChatCompletionChunk:
+        choices = [] if usage else [api.ChatChunkChoice(delta=api.ChatDelta(), finish_reason=reason)]
+        return api.ChatCompletionChunk(**base, choices=choices, usage=usage)
+
+    role = _event(api.ChatCompletionChunk(**base, choices=[api.ChatChunkChoice(delta=api.ChatDelta(role="assistant", content=""))]))
+    return _stream(gen, role, piece, final, include_usage)
+
+
+def _completion_chunks(gen: Generation, include_usage: bool) -> AsyncIterator[str]:
+    base = {"id": f"cmpl-{gen.request_id}", "created": int(time.time()), "model": gen.served.served_ref}
+
+    def piece(text: str) -> api.Completion:
+        return api.Completion(**base, choices=[api.CompletionChoice(text=text)])
+
+    def final(reason: str | None, usage: api.Usage | None = None) -> api.Completion:
+        choices = [] if usage else [api.CompletionChoice(text="", finish_reason=reason)]
+        return api.Completion(**base, choices=choices, usage=usage)
+
+    return _stream(gen, None, piece, final, include_usage)
+
+
+def _openai_finish(reason: str | None) -> str:
+    """OpenAI knows "stop" and "length"; cvml's engine says the same for a normal finish."""
+    return reason if reason in ("stop", "length") else "stop"
+
+
+def _is_cancellation(exc: BaseException) -> bool:
+    return isinstance(exc, anyio.get_cancelled_exc_class())

@@ -1,0 +1,78 @@
+"""HTTP errors of `cvml serve`, all in OpenAI's envelope {"error": {message, type, param, code}}.
+
+Handlers raise `ApiError`; engine errors (`cvml.serve.types.EngineError`) and unknown
+models are turned into one here, so the status code of every failure is decided in one
+table rather than at each raise.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from fastapi.responses import JSONResponse
+
+from cvml.serve.openai_schema import error_body
+from cvml.serve.types import (
+    EngineError,
+    EngineUnavailableError,
+    InvalidRequestError,
+    PromptTooLongError,
+    QueueFullError,
+)
+
+ERROR_TYPES = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    404: "not_found_error",
+    405: "invalid_request_error",
+    409: "conflict_error",
+    413: "invalid_request_error",
+    415: "invalid_request_error",
+    429: "rate_limit_error",
+    500: "server_error",
+    503: "service_unavailable_error",
+    504: "timeout_error",
+}
+
+
+class ApiError(Exception):
+    """An HTTP error response: status, OpenAI error fields, extra headers."""
+
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        *,
+        param: str | None = None,
+        code: str | None = None,
+        headers: Mapping[str, str] | None = None,
+    ):
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.param = param
+        self.code = code
+        self.headers = dict(headers or {})
+
+    def response(self, request_id: str | None = None) -> JSONResponse:
+        body = error_body(self.message, error_type(self.status), self.param, self.code, request_id)
+        return JSONResponse(body, status_code=self.status, headers=self.headers)
+
+
+def error_type(status: int) -> str:
+    return ERROR_TYPES.get(status, "invalid_request_error" if status < 500 else "server_error")
+
+
+def from_engine_error(exc: EngineError, prompt_param: str, headers: Mapping[str, str] | None = None) -> ApiError:
+    """The response an engine's refusal becomes (400 and 413 naming `prompt_param`, 429 with Retry-After, 503)."""
+    headers = dict(headers or {})
+    if isinstance(exc, QueueFullError):
+        headers["retry-after"] = str(max(1, round(exc.retry_after_s)))
+        return ApiError(429, str(exc), code="queue_full", headers=headers)
+    if isinstance(exc, PromptTooLongError):
+        return ApiError(413, str(exc), param=prompt_param, code="context_length_exceeded", headers=headers)
+    if isinstance(exc, InvalidRequestError):
+        return ApiError(400, str(exc), param=prompt_param, code="invalid_value", headers=headers)
+    if isinstance(exc, EngineUnavailableError):
+        return ApiError(503, str(exc), code="unavailable", headers=headers)
+    return ApiError(500, str(exc), code="engine_error", headers=headers)

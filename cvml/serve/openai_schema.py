@@ -1,0 +1,293 @@
+"""Request and response bodies of `cvml serve`: OpenAI's shapes, and the domain endpoints.
+
+The OpenAI-compatible models ignore fields they do not know, as OpenAI-compatible servers
+do (clients send `frequency_penalty`, `logprobs: false`, ...); the domain endpoints refuse
+unknown fields so a typo in the web app fails loudly. Bounds live here, so FastAPI turns
+every bad value into a 400 naming the field before any handler runs.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+
+from cvml.prompts import build_messages
+
+TASKS = ("rewrite_bullet", "tailor_section", "summary")
+# Texts longer than this cannot fit any context cvml serves; refusing them early keeps
+# tokenization of a megabyte of junk off the event loop.
+MAX_TEXT_CHARS = 100_000
+MAX_SEED = 2**63 - 1
+
+
+def _encodable(text: str) -> str:
+    """Reject strings that cannot be UTF-8 (lone surrogates from JSON `\\ud800` escapes)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError("text must be valid Unicode (it holds an unpaired surrogate)") from None
+    return text
+
+
+Text = Annotated[str, Field(max_length=MAX_TEXT_CHARS), AfterValidator(_encodable)]
+ShortText = Annotated[str, Field(max_length=256), AfterValidator(_encodable)]
+
+
+class OpenAIModel(BaseModel):
+    """OpenAI-compatible bodies: unknown fields are ignored, like OpenAI-compatible servers do."""
+
+    model_config = ConfigDict(extra="ignore", protected_namespaces=())
+
+
+class DomainModel(BaseModel):
+    """cvml's own bodies: unknown fields are a 400."""
+
+    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+
+
+# --------------------------------------------------------------------------- requests
+
+
+class TextPart(OpenAIModel):
+    type: Literal["text"]
+    text: Text
+
+
+class ChatMessage(OpenAIModel):
+    role: Literal["system", "developer", "user", "assistant"]
+    content: Text | list[TextPart]
+
+    def text(self) -> str:
+        if isinstance(self.content, str):
+            return self.content
+        return "".join(part.text for part in self.content)
+
+
+class StreamOptions(OpenAIModel):
+    include_usage: bool = False
+
+
+class SamplingFields(OpenAIModel):
+    """What chat and text completions share: the model, decoding settings, streaming."""
+
+    model: ShortText | None = Field(
+        None, description="A served model id (see GET /v1/models); absent = routed by the A/B split."
+    )
+    max_tokens: int | None = Field(None, ge=1, description="New tokens at most (capped by the server's max_new_tokens).")
+    temperature: float | None = Field(None, ge=0, le=2, description="0 = greedy; OpenAI's default 1.")
+    top_p: float | None = Field(None, gt=0, le=1)
+    n: int = Field(1, ge=1, le=1, description="Choices per request; cvml serves one.")
+    stop: ShortText | Annotated[list[ShortText], Field(max_length=4)] | None = Field(None, description="Up to 4 stop strings.")
+    seed: int | None = Field(None, ge=0, le=MAX_SEED)
+    stream: bool = False
+    stream_options: StreamOptions | None = None
+    user: ShortText | None = Field(None, description="Stable user id: sticky A/B assignment.")
+
+    def stop_sequences(self) -> tuple[str, ...]:
+        if self.stop is None:
+            return ()
+        stops = [self.stop] if isinstance(self.stop, str) else self.stop
+        return tuple(s for s in stops if s)
+
+    @property
+    def include_usage(self) -> bool:
+        return bool(self.stream_options and self.stream_options.include_usage)
+
+
+class ChatCompletionRequest(SamplingFields):
+    messages: list[ChatMessage] = Field(min_length=1, max_length=256)
+    max_completion_tokens: int | None = Field(None, ge=1, description="Newer name of max_tokens; wins when both are set.")
+
+    def new_tokens(self) -> int | None:
+        return self.max_completion_tokens or self.max_tokens
+
+
+class CompletionRequest(SamplingFields):
+    prompt: Text | Annotated[list[Annotated[int, Field(ge=0)]], Field(min_length=1, max_length=MAX_TEXT_CHARS)] = Field(
+        description="The prompt text, or its token ids (as vLLM and OpenAI accept)."
+    )
+
+    def new_tokens(self) -> int | None:
+        return self.max_tokens
+
+
+class RewriteRequest(DomainModel):
+    text: Text = Field(min_length=1, description="The CV text: a bullet, a section, or the material for a summary.")
+    task: Literal[TASKS] = Field(description="rewrite_bullet, tailor_section (needs job_description) or summary.")  # type: ignore[valid-type]
+    job_description: Text | None = Field(None, description="The job the text is tailored to.")
+    user_id: ShortText | None = Field(None, description="Stable user id: sticky A/B assignment.")
+    model: ShortText | None = Field(None, description="Pin a served model id instead of the A/B split.")
+    max_tokens: int | None = Field(None, ge=1, description="New tokens at most (capped by the server).")
+    temperature: float = Field(0.0, ge=0, le=2, description="0 (default) = greedy, the same answer every time.")
+    seed: int | None = Field(None, ge=0, le=MAX_SEED)
+
+    @model_validator(mode="after")
+    def _job_for_tailoring(self) -> RewriteRequest:
+        if not self.text.strip():
+            raise ValueError("text is blank")
+        if self.task == "tailor_section" and not (self.job_description or "").strip():
+            raise ValueError("task tailor_section needs a job_description")
+        return self
+
+    def messages(self) -> list[dict[str, str]]:
+        return build_messages(self.task, self.text, self.job_description)
+
+    def new_tokens(self) -> int | None:
+        return self.max_tokens
+
+    def stop_sequences(self) -> tuple[str, ...]:
+        return ()
+
+
+class FeedbackRequest(DomainModel):
+    request_id: ShortText = Field(description="The request id a response returned (x-request-id).")
+    accepted: bool | None = Field(None, description="Did the user keep the output?")
+    rating: int | None = Field(None, ge=1, le=5, description="The user's rating, 1 to 5.")
+
+    @model_validator(mode="after")
+    def _some_signal(self) -> FeedbackRequest:
+        if self.accepted is None and self.rating is None:
+            raise ValueError("give accepted, rating, or both")
+        return self
+
+
+# -------------------------------------------------------------------------- responses
+
+
+class Usage(BaseModel):
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
+
+
+class AssistantMessage(BaseModel):
+    role: Literal["assistant"] = "assistant"
+    content: str
+
+
+class ChatChoice(BaseModel):
+    index: int = 0
+    message: AssistantMessage
+    finish_reason: str | None
+    logprobs: None = None
+
+
+class ChatCompletion(BaseModel):
+    id: str
+    object: Literal["chat.completion"] = "chat.completion"
+    created: int
+    model: str
+    choices: list[ChatChoice]
+    usage: Usage
+
+
+class ChatDelta(BaseModel):
+    role: Literal["assistant"] | None = None
+    content: str | None = None
+
+
+class ChatChunkChoice(BaseModel):
+    index: int = 0
+    delta: ChatDelta
+    finish_reason: str | None = None
+    logprobs: None = None
+
+
+class ChatCompletionChunk(BaseModel):
+    id: str
+    object: Literal["chat.completion.chunk"] = "chat.completion.chunk"
+    created: int
+    model: str
+    choices: list[ChatChunkChoice]
+    usage: Usage | None = None
+
+
+class CompletionChoice(BaseModel):
+    index: int = 0
+    text: str
+    finish_reason: str | None = None
+    logprobs: None = None
+
+
+class Completion(BaseModel):
+    """Both the whole text completion and (with `usage` None) one streamed chunk of it."""
+
+    id: str
+    object: Literal["text_completion"] = "text_completion"
+    created: int
+    model: str
+    choices: list[CompletionChoice]
+    usage: Usage | None = None
+
+
+class ModelCard(BaseModel):
+    id: str
+    object: Literal["model"] = "model"
+    created: int
+    owned_by: str = "cvml"
+    variant: str | None = Field(description="The variant this id pins; null when the id is routed by the A/B split.")
+    ref: str | None = Field(description="The registry version (name@N) or folder the pinned variant serves now.")
+    version: int | None = None
+
+
+class ModelList(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[ModelCard]
+
+
+class PiiLeakCheck(BaseModel):
+    flagged: bool = Field(description="The output holds personal data found in neither the text nor the job description.")
+    types: list[str] = Field(description="PII types of the leaked items (EMAIL, PHONE, ...).")
+    n_leaks: int
+
+
+class Claim(BaseModel):
+    kind: str = Field(description="number, percent, money, year, duration, employer, school or degree.")
+    text: str
+    span: tuple[int, int] = Field(description="Character offsets of the claim in the output.")
+    normalized: str
+
+
+class FabricationCheck(BaseModel):
+    flagged: bool = Field(description="The output states facts (numbers, employers, degrees) the inputs do not support.")
+    claims: list[Claim] = Field(description="The unsupported claims.")
+    n_claims: int = Field(description="Every claim the output makes, supported or not.")
+
+
+class Checks(BaseModel):
+    pii_leak: PiiLeakCheck
+    fabrication: FabricationCheck
+
+
+class RewriteResponse(BaseModel):
+    output: str
+    model: str = Field(description="The registry name (or folder) of the model that answered.")
+    version: int | None = Field(description="Its registry version; null for an unregistered folder.")
+    variant: str
+    request_id: str
+    finish_reason: str
+    usage: Usage
+    checks: Checks
+
+
+class FeedbackResponse(BaseModel):
+    request_id: str
+    recorded: bool = True
+
+
+class ErrorDetail(BaseModel):
+    message: str
+    type: str
+    param: str | None = None
+    code: str | int | None = None
+    request_id: str | None = None
+
+
+class ErrorResponse(BaseModel):
+    error: ErrorDetail
+
+
+def error_body(message: str, type_: str, param: str | None = None, code: Any = None, request_id: str | None = None) -> dict:
+    """OpenAI's error envelope as plain data."""
+    return {"error": ErrorDetail(message=message, type=type_, param=param, code=code, request_id=request_id).model_dump()}
