@@ -27,6 +27,7 @@ import argparse
 import json
 import math
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -332,7 +333,7 @@ def _http_runner(kind: str, model_path: Path, loaded, args):
     server = _Server(kind, model_path, args)
     try:
         url = server.start()
-    except Unavailable:
+    except BaseException:
         server.stop()
         raise
     client = httpx.Client(timeout=120, limits=httpx.Limits(max_connections=64))
@@ -362,19 +363,23 @@ def _http_runner(kind: str, model_path: Path, loaded, args):
         done = time.perf_counter()
         return Sample((first or done) - started, done - started, tokens)
 
-    warm = ask(_warm_prompt(loaded))
-    if warm.error:
+    def close():
+        client.close()
         server.stop()
+
+    try:
+        warm = ask(_warm_prompt(loaded))
+    except BaseException:
+        close()
+        raise
+    if warm.error:
+        close()
         raise Unavailable(f"{kind} server answered {warm.error}")
 
     def run(clients, prompts):
         result = _closed_loop(clients, prompts, ask)
         result["server"] = server.description
         return result
-
-    def close():
-        client.close()
-        server.stop()
 
     run.close = close
     return run
@@ -431,6 +436,7 @@ class _Server:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
+        shutil.rmtree(self.home, ignore_errors=True)
 
     def _tail(self) -> str:
         lines = self.log_path.read_text(errors="replace").strip().splitlines()

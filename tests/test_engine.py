@@ -347,3 +347,26 @@ def test_async_stream_and_on_finish_hook(loaded, prompts, engine):
         assert all(e.text for e in events[:-1])  # no empty deltas mid-stream
     wait_for(lambda: len(finished) == 4)  # hooks run right after the result is published
     assert sorted(finished) == sorted(h.request_id for h, _ in outcomes)
+
+
+@pytest.mark.gpu
+def test_continuous_batch_on_gpu_matches_generate(tiny_base, prompts):
+    from cvml.modelio import load_for_inference
+
+    gpu = load_for_inference(str(tiny_base), device="cuda", dtype="float32")
+    eng = Engine(gpu, max_batch_size=4)
+    eng.start()
+    try:
+        plan = [(prompts[0], 20), (prompts[4], 40), (prompts[1], 12), (prompts[5], 30), (prompts[2], 16)]
+        handles = [submit(eng, p, greedy(n)) for p, n in plan[:2]]
+        wait_for(lambda: len(handles[0].stats.token_times) >= 3)
+        handles += [submit(eng, p, greedy(n)) for p, n in plan[2:]]
+        sampled = submit(eng, prompts[3], SamplingParams(max_new_tokens=16, temperature=0.8, seed=3, ignore_eos=True))
+        for (prompt, n), handle in zip(plan, handles):
+            with torch.inference_mode():
+                out = gpu.model.generate(torch.tensor([prompt], device="cuda"), do_sample=False, max_new_tokens=n,
+                                         min_new_tokens=n, repetition_penalty=VARIED)
+            assert list(handle.result(timeout=60).token_ids) == out[0, len(prompt) :].tolist()
+        assert sampled.result(timeout=60).stats.completion_tokens == 16
+    finally:
+        eng.stop()

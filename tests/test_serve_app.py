@@ -8,7 +8,6 @@ the official `openai` package.
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 from collections import Counter
@@ -19,6 +18,7 @@ import openai
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from cvml.errors import RegistryError
 from cvml.modelio import load_for_inference, resolve_model
 from cvml.recipe import ServeSpec
 from cvml.registry import Registry
@@ -88,7 +88,9 @@ def oai(ab):
     return openai.OpenAI(base_url=f"{ab.url}/v1", api_key=KEY, max_retries=0)
 
 
-def start_server(tmp_path, loaded, registry, *, wait_ready=True, gate=None, engine=None, **spec) -> BackgroundServer:
+def start_server(
+    tmp_path, loaded, registry, *, wait_ready=True, gate=None, engine=None, resolver=None, **spec
+) -> BackgroundServer:
     checks = spec.pop("checks", None)
     spec.setdefault("model", "tiny@1")
     serve_spec = ServeSpec(port=0, log_db=str(tmp_path / "requests.db"), **spec)
@@ -96,7 +98,7 @@ def start_server(tmp_path, loaded, registry, *, wait_ready=True, gate=None, engi
         serve_spec,
         api_key=KEY,
         opener=shared_opener(loaded, gate=gate, **(engine or {})),
-        resolver=lambda ref: resolve_model(ref, registry),
+        resolver=resolver or (lambda ref: resolve_model(ref, registry)),
         checks=checks,
     )
     return server.start(wait_ready=wait_ready)
@@ -485,4 +487,25 @@ def test_watching_the_registry_swaps_in_a_promotion(tmp_path, loaded, registry):
         assert metric(metrics, "cvml_model_info", variant="default", version="1") == 0
     finally:
         registry.rollback("tiny", "prod")
+        server.stop()
+
+
+def test_a_failed_reload_is_409_and_the_variant_keeps_serving(tmp_path, loaded, registry):
+    calls = []
+
+    def registry_that_goes_away(ref):
+        calls.append(ref)
+        if len(calls) > 1:
+            raise RegistryError("the registry database is gone")
+        return resolve_model(ref, registry)
+
+    server = start_server(tmp_path, loaded, registry, resolver=registry_that_goes_away)
+    try:
+        client = httpx.Client(base_url=server.url, headers=AUTH, timeout=30)
+        failed = client.post("/admin/reload")
+        error = error_of(failed)
+        assert failed.status_code == 409 and error["code"] == "reload_failed"
+        assert "the registry database is gone" in error["message"]
+        assert rewrite(client).json()["version"] == 1
+    finally:
         server.stop()

@@ -15,9 +15,8 @@ import time
 from pathlib import Path
 
 import httpx
-import pytest
 
-from cvml.modelio import load_inference_tokenizer, resolve_model
+from cvml.modelio import load_inference_tokenizer
 from cvml.recipe import ServeSpec
 from cvml.registry import Registry
 from cvml.serve.pool import ServedModel

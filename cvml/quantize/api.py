@@ -25,7 +25,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from cvml.errors import ConfigError
+from cvml.errors import ConfigError, DataError
 from cvml.quantize.errors import QuantizeError
 
 # Same weights and kernels on both sides, so logits agree to rounding; a wrong zero point
@@ -128,6 +128,11 @@ def quantize(
         src = load_for_inference(ref, device=device, dtype="float16" if device.startswith("cuda") else "float32")
         tokenizer, context = src.tokenizer, src.context_length
         examples, too_long = encode_records(tokenizer, data.evaluation, context)
+        if not examples:
+            raise DataError(
+                f"every validation record is longer than the model's context ({context} tokens)",
+                hint="Evaluate on curated data (cvml curate drops over-long rows).",
+            )
         asked = quality.fits_context(tokenizer, data.evaluation[: spec.quality_samples], spec.max_new_tokens, context)
         step = bar.phase("source perplexity", len(examples))
         _reset_cuda_peak(device)

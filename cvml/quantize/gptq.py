@@ -23,6 +23,7 @@ GPTQMODEL_DISABLE_PACK_EXT themselves: packing then runs in PyTorch.
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import math
 import os
@@ -150,12 +151,21 @@ def _round_to_nearest(model, quantizer):
 def save_model(model, folder: Path, spec) -> dict[str, Any]:
     """Write the quantized model's config and weights (v1 layout when symmetric).
 
-    The in-memory model is converted back afterwards, so it stays usable.
+    The tensors GPTQ leaves in float (embeddings, norms, LM head) are stored in float16, as
+    GPTQ checkpoints are (and as vLLM expects); the in-memory model is rounded to the same
+    values first, so what was measured is what was saved. Its zero points are converted
+    back after writing, so it stays usable.
 
     Returns:
         What the manifest records about the format: {"format", "quant_linear"}.
     """
+    import torch
     from transformers import GPTQConfig
+
+    with torch.no_grad():
+        for param in model.parameters():
+            if param.is_floating_point() and param.dtype != torch.float16:
+                param.copy_(param.to(torch.float16))
 
     with gptqmodel_quiet():
         from gptqmodel.nn_modules.qlinear import BaseQuantLinear
@@ -179,11 +189,27 @@ def save_model(model, folder: Path, spec) -> dict[str, Any]:
             meta=meta,
         )
         try:
-            model.save_pretrained(folder)
+            model.save_pretrained(folder, state_dict=_float16_state(model))
+            config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+            (folder / "config.json").write_text(json.dumps({**config, "dtype": "float16"}, indent=2) + "\n", encoding="utf-8")
         finally:
             if converted:
                 hf_convert_gptq_v1_to_v2_format(model, spec.bits, kernel, "gptq", meta)
     return {"format": fmt, "quant_linear": kernel.__name__}
+
+
+def _float16_state(model) -> dict[str, Any]:
+    """The state dict with float tensors in float16; tied tensors stay one shared tensor, so
+    transformers writes them once."""
+    import torch
+
+    converted: dict[int, Any] = {}
+    state = {}
+    for key, value in model.state_dict().items():
+        if value.is_floating_point() and value.dtype != torch.float16:
+            value = converted.setdefault(value.data_ptr(), value.to(torch.float16))
+        state[key] = value
+    return state
 
 
 def load_model(folder: Path, device: str):

@@ -11,7 +11,8 @@ torchao (its deprecation warnings are silenced here; the benchmark says when to 
 Storage: torch's quantized modules do not serialize to safetensors, so the folder holds
 `config.json` and `int8_model.safetensors`: for each quantized layer `<name>.weight_int8`,
 `<name>.weight_scale`, `<name>.weight_zero_point` (and `<name>.bias`), plus every other
-tensor as it was. The weights file has its own name so that a plain `from_pretrained` fails
+tensor in float16, loaded back as float32 (the in-memory model is rounded the same way
+before it is measured). The weights file has its own name so that a plain `from_pretrained` fails
 loudly instead of loading a model with random linear layers.
 """
 
@@ -62,8 +63,13 @@ def save_model(model, folder: Path, spec) -> dict[str, Any]:
     Returns:
         What the manifest records about the format.
     """
+    import torch
     from safetensors.torch import save_file
 
+    with torch.no_grad():  # stored in float16 like the weights of any checkpoint; measured as stored
+        for param in model.parameters():
+            if param.is_floating_point() and param.dtype != torch.float16:
+                param.copy_(param.to(torch.float16))
     quantized = _quantized_layers(model)
     tensors: dict[str, Any] = {}
     for name, layer in quantized.items():
@@ -75,7 +81,7 @@ def save_model(model, folder: Path, spec) -> dict[str, Any]:
             tensors[f"{name}.bias"] = bias.detach()
     for key, value in model.state_dict().items():
         if not _inside(key, quantized):
-            tensors[key] = value.detach()
+            tensors[key] = value.detach().to(torch.float16) if value.is_floating_point() else value.detach()
     folder.mkdir(parents=True, exist_ok=True)
     model.config.save_pretrained(folder)
     save_file({k: v.contiguous() for k, v in tensors.items()}, str(folder / WEIGHTS_FILE), metadata={"format": "pt"})

@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 
-from cvml.errors import RegistryError
+from cvml.errors import CvmlError, RegistryError
 
 # Writers queue behind each other; 30 s is far longer than any registry transaction.
 _BUSY_TIMEOUT_S = 30.0
@@ -88,21 +88,41 @@ def connect(path: Path) -> sqlite3.Connection:
         sqlite3.DatabaseError: not a database, or locked past the busy timeout
             (callers turn it into a RegistryError with `as_registry_error`).
     """
+    return open_database(path, _MIGRATIONS, what="registry", error=RegistryError, hint_flag="--registry")
+
+
+def open_database(
+    path: Path,
+    migrations: list[list[str]],
+    *,
+    what: str,
+    error: type[CvmlError],
+    hint_flag: str,
+    pragmas: tuple[str, ...] = ("PRAGMA foreign_keys = ON",),
+) -> sqlite3.Connection:
+    """Open one of cvml's SQLite databases (registry, request log) in WAL mode, migrated to
+    `len(migrations)`; shared so that every database migrates and locks the same way.
+
+    Raises:
+        error: the file was written by a newer cvml (schema version ahead of `migrations`).
+        sqlite3.DatabaseError: not a database, or locked past the busy timeout.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
     # isolation_level=None: no implicit transactions; write_transaction() says when to lock.
     conn = sqlite3.connect(path, timeout=_BUSY_TIMEOUT_S, isolation_level=None)
     try:
         conn.row_factory = sqlite3.Row
-        conn.execute("PRAGMA foreign_keys = ON")
+        for pragma in pragmas:
+            conn.execute(pragma)
         _enable_wal(conn)
         found = _schema_version(conn)
-        if found < SCHEMA_VERSION:
-            _migrate(conn)
-        elif found > SCHEMA_VERSION:
-            raise RegistryError(
-                f"the registry at {path} has schema version {found}, "
-                f"newer than this cvml understands ({SCHEMA_VERSION})",
-                hint="upgrade cvml, or point --registry / CVML_HOME at another registry",
+        if found < len(migrations):
+            _migrate(conn, migrations)
+        elif found > len(migrations):
+            raise error(
+                f"the {what} at {path} has schema version {found}, "
+                f"newer than this cvml understands ({len(migrations)})",
+                hint=f"upgrade cvml, or point {hint_flag} / CVML_HOME at another {what}",
             )
     except BaseException:
         conn.close()
@@ -164,13 +184,13 @@ def _schema_version(conn: sqlite3.Connection) -> int:
     return conn.execute("SELECT COALESCE(MAX(version), 0) FROM schema_version").fetchone()[0]
 
 
-def _migrate(conn: sqlite3.Connection) -> None:
+def _migrate(conn: sqlite3.Connection, migrations: list[list[str]]) -> None:
     with write_transaction(conn):
         conn.execute(
             "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER PRIMARY KEY, applied_at TEXT NOT NULL)"
         )
         # Re-read under the lock: another process may have migrated since we looked.
-        for number in range(_schema_version(conn), SCHEMA_VERSION):
-            for statement in _MIGRATIONS[number]:
+        for number in range(_schema_version(conn), len(migrations)):
+            for statement in migrations[number]:
                 conn.execute(statement)
             conn.execute("INSERT INTO schema_version (version, applied_at) VALUES (?, ?)", (number + 1, utc_now()))

@@ -22,17 +22,17 @@ championed chaired closed coached collaborated communicated compiled completed c
 configured consolidated constructed consulted contributed controlled converted coordinated counselled counseled
 created cultivated cut debugged decreased defined delivered demonstrated deployed designed developed devised
 diagnosed directed discovered doubled drafted drove edited educated eliminated enabled engineered enhanced
-established evaluated examined executed expanded expedited facilitated finalized forecasted formulated founded
+established evaluated examined executed expanded expedited facilitated finalized fitted forecasted formulated founded
 generated grew guided halved handled headed hired identified implemented improved increased influenced initiated
 innovated inspected installed instituted integrated interviewed introduced invented investigated launched led
 leveraged lifted lowered maintained managed mapped marketed maximized measured mentored merged migrated minimized
 mobilized modernized monitored motivated negotiated onboarded opened operated optimised optimized orchestrated
-organised organized oversaw partnered performed piloted pioneered planned prepared presented prioritised
-prioritized processed produced programmed promoted proposed provided published raised ran rebuilt recruited
+organised organized oversaw partnered performed piloted pioneered placed planned prepared presented prioritised
+prioritized processed produced programmed promoted proposed provided published raised ran rebuilt reconciled recruited
 redesigned reduced refactored refined reorganized replaced reported represented researched resolved restructured
 revamped reviewed revitalized saved scaled scheduled secured selected served shaped shipped simplified sold solved
 spearheaded standardized steered streamlined strengthened structured supervised supported surpassed sustained
-taught tested tracked trained transformed translated trimmed tripled troubleshot upgraded utilized validated won
+taught tested tracked trained transformed translated triaged trimmed tripled troubleshot upgraded utilized validated won
 wrote
 accelerate achieve administer advise analyse analyze architect assess automate build coach collaborate conduct
 coordinate create cut deliver deploy design develop direct drive engineer establish evaluate execute expand
@@ -54,7 +54,8 @@ work working world year years you'll we're
 """.split())
 
 # (low, high) words for a good output; tailor_section's band scales with its source.
-LENGTH_BANDS: dict[str, tuple[float, float]] = {"rewrite_bullet": (8, 40), "summary": (30, 100)}
+# Bullets: a strong bullet can be 3 words ("Cut costs 20%"); summaries: 2-5 sentences.
+LENGTH_BANDS: dict[str, tuple[float, float]] = {"rewrite_bullet": (3, 40), "summary": (25, 100)}
 TAILOR_LENGTH_RATIO = (0.5, 1.5)
 _MIN_TAILOR_WORDS = 20
 

@@ -49,7 +49,7 @@ _DOCUMENTED_ERRORS = {
     status: {"model": api.ErrorResponse, "description": description}
     for status, description in {
         400: "Bad input (the param names the field)", 401: "Missing or wrong API key",
-        404: "Unknown model or request id", 413: "Prompt over the model's context",
+        404: "Unknown model or request id", 409: "A reload failed", 413: "Prompt over the model's context",
         429: "Queue full (see Retry-After)", 503: "Loading or draining", 504: "Past the request deadline",
     }.items()
 }
@@ -97,7 +97,6 @@ class ServeContext:
         self.run_checks = checks
         self.metrics = ServeMetrics(pool.engine_load)
         self.inflight = 0
-        self._idle: asyncio.Event | None = None
 
     def pick(self, model_id: str | None, user_id: str | None) -> ServedModel:
         """The model for a request (503 unless ready, 404 for an unknown id)."""
@@ -336,12 +335,26 @@ async def feedback(body: api.FeedbackRequest, request: Request) -> api.FeedbackR
     return api.FeedbackResponse(request_id=body.request_id)
 
 
-@api_router.post("/admin/reload", summary="Re-resolve each variant's reference; load and swap what changed")
+@api_router.post(
+    "/admin/reload",
+    summary="Re-resolve each variant's reference; load and swap what changed (409 when one fails)",
+)
 async def reload(request: Request) -> dict[str, Any]:
+    """Per variant: "swapped" (previous → current), "unchanged", or a 409 naming what failed.
+
+    A variant that fails keeps serving what it served; the others are swapped all the same.
+    """
     ctx = _context(request)
     ctx.require_ready()
     outcomes = await ctx.pool.reload()
     note_reloads(ctx, outcomes)
+    failed = [o for o in outcomes if o.outcome == "failed"]
+    if failed:
+        summary = "; ".join(
+            f"{o.variant}: {o.error}" if o.outcome == "failed" else f"{o.variant}: {o.outcome} ({o.current})"
+            for o in outcomes
+        )
+        raise ApiError(409, f"reload failed for {len(failed)} variant(s); {summary}", code="reload_failed")
     return {"variants": [o.to_dict() for o in outcomes]}
 
 

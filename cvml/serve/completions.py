@@ -9,7 +9,6 @@ it ends: finished, refused, past its deadline, or abandoned by the client.
 from __future__ import annotations
 
 import json
-import logging
 import time
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
@@ -29,7 +28,6 @@ from cvml.serve.types import EngineError, GenerationRequest, SamplingParams, Tok
 if TYPE_CHECKING:
     from cvml.serve.app import ServeContext
 
-_log = logging.getLogger("cvml.serve")
 OPENAI_TEMPERATURE = 1.0  # OpenAI's default when a request names none
 CLIENT_GONE = 499  # logged status of a request whose client disconnected (nginx's convention)
 _FAILED_FINISH = {

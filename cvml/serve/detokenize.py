@@ -82,7 +82,8 @@ class StopMatcher:
         if hits:
             self._pending = ""
             return text[: min(hits)], True
-        hold = max((k for s in self.stops for k in range(1, min(len(s), len(text) + 1)) if text.endswith(s[:k])), default=0)
+        partial = (k for s in self.stops for k in range(1, min(len(s), len(text) + 1)) if text.endswith(s[:k]))
+        hold = max(partial, default=0)
         self._pending = text[len(text) - hold :] if hold else ""
         return text[: len(text) - hold], False
 

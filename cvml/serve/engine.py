@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import threading
 import time
 from collections import deque
@@ -21,7 +22,9 @@ from typing import AsyncIterator, Callable, Iterator
 
 import torch
 from transformers import DynamicCache
+from transformers.cache_utils import DynamicLayer
 
+from cvml.errors import ModelError
 from cvml.serve.detokenize import IncrementalDetokenizer, StopMatcher
 from cvml.serve.kvcache import BatchKV, left_padded
 from cvml.serve.sampling import SamplingBatch
@@ -172,6 +175,9 @@ class Engine:
             burst of requests is prefilled as one batch.
         num_threads: torch intra-op threads of the engine thread (default: torch's).
 
+    `on_finish` holds callables run with each finished `RequestHandle` (metrics, logging).
+    They run on the engine thread right after the result is published: keep them quick.
+
     Raises:
         ModelError: the model's KV cache is not a plain full-attention cache (sliding
             window or hybrid layers), which this engine cannot batch.
@@ -186,9 +192,6 @@ class Engine:
         batch_wait_ms: float = 2.0,
         num_threads: int | None = None,
     ):
-        from cvml.errors import ModelError
-        from transformers.cache_utils import DynamicLayer
-
         self.model = loaded.model
         self.tokenizer = loaded.tokenizer
         self.device = torch.device(loaded.device)
@@ -210,7 +213,8 @@ class Engine:
         self.vocab_size = self.model.get_input_embeddings().num_embeddings
         generation = getattr(self.model, "generation_config", None)
         self.eos_ids = frozenset(_eos_ids(self.tokenizer, generation))
-        self.pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else min(self.eos_ids, default=0)
+        pad = self.tokenizer.pad_token_id
+        self.pad_id = pad if pad is not None else min(self.eos_ids, default=0)
         self.default_penalty = float(getattr(generation, "repetition_penalty", None) or 1.0)
 
         self._lock = threading.Lock()
@@ -221,6 +225,7 @@ class Engine:
         self._state = "new"  # new -> running -> draining -> stopped
         self._thread: threading.Thread | None = None
         self._ready = threading.Event()
+        self._typical_e2e_s = 1.0  # moving average of finished requests' latency (Retry-After)
 
         # The running batch; only the engine thread touches these.
         self._running: list[_Sequence] = []
@@ -237,10 +242,6 @@ class Engine:
     @property
     def num_waiting(self) -> int:
         return len(self._waiting)
-
-    @property
-    def accepting(self) -> bool:
-        return self._state == "running"
 
     def start(self, timeout_s: float = 60.0) -> None:
         """Start the engine thread and return once the model has run one warm-up step."""
@@ -266,10 +267,16 @@ class Engine:
         sequence = _Sequence(handle, self.tokenizer, self.eos_ids)
         with self._lock:
             if self._state != "running":
-                reason = {"new": "has not started", "draining": "is draining for shutdown"}.get(self._state, "has stopped")
+                reasons = {"new": "has not started", "draining": "is draining for shutdown"}
+                reason = reasons.get(self._state, "has stopped")
                 raise EngineUnavailableError(f"the engine {reason}", hint="Retry against a ready server.")
             if len(self._waiting) >= self.max_queue:
-                raise QueueFullError(f"{len(self._waiting)} requests are already waiting (max_queue={self.max_queue})")
+                # Roughly when a slot frees: the queue ahead, served max_batch_size at a time.
+                rounds = math.ceil(len(self._waiting) / self.max_batch_size)
+                raise QueueFullError(
+                    f"{len(self._waiting)} requests are already waiting (max_queue={self.max_queue})",
+                    retry_after_s=max(1.0, rounds * self._typical_e2e_s),
+                )
             self._waiting.append(sequence)
             self._in_flight += 1
             self._wake.notify()
@@ -292,7 +299,7 @@ class Engine:
             started = self._state != "new"
             self._state = "stopped"
             self._wake.notify_all()
-        if started and self._thread is not None:
+        if started and self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join(timeout_s)
 
     def _validate(self, request: GenerationRequest) -> None:
@@ -337,10 +344,16 @@ class Engine:
                     self._finish(sequence, reason)
                 if admitted is None:
                     break
-                for group in prefill_groups(admitted):
-                    self._prefill(group)
-                if self._running:
-                    self._decode()
+                try:
+                    for group in prefill_groups(admitted):
+                        self._prefill(group)
+                    if self._running:
+                        self._decode()
+                except Exception as exc:  # a bug of the scheduler itself: fail the batch, keep serving
+                    log.exception("engine step failed")
+                    for sequence in self._running + [s for s in admitted if s not in self._running]:
+                        self._finish(sequence, "error", f"engine step failed: {exc}")
+                    self._keep([])
             for sequence in self._running + list(self._waiting):
                 self._finish(sequence, "error", "the engine stopped before the request finished")
             self._running, self._kv, self._sampling, self._last = [], None, None, None
@@ -350,11 +363,17 @@ class Engine:
         """One padded prefill and one decode step, so the first request does not pay for
         lazy initialisation inside torch."""
         ids, mask, positions = left_padded([[self.pad_id, self.pad_id], [self.pad_id]], self.pad_id, self.device)
-        cache = DynamicCache(config=self.model.config)
-        self.model(input_ids=ids, attention_mask=mask, position_ids=positions, cache=cache, use_cache=True, logits_to_keep=1)
-        kv = BatchKV(cache, mask.sum(-1))
+        kv = self._forward_prompts(ids, mask, positions)[0]
         mask, positions = kv.step_inputs()
-        self.model(input_ids=ids[:, -1:], attention_mask=mask, position_ids=positions, cache=cache, use_cache=True)
+        self.model(input_ids=ids[:, -1:], attention_mask=mask, position_ids=positions, cache=kv.cache, use_cache=True)
+
+    def _forward_prompts(self, ids, mask, positions) -> tuple[BatchKV, torch.Tensor]:
+        """Prefill left-padded prompts into a new cache; the logits of each last position."""
+        cache = DynamicCache(config=self.model.config)
+        out = self.model(
+            input_ids=ids, attention_mask=mask, position_ids=positions, cache=cache, use_cache=True, logits_to_keep=1
+        )
+        return BatchKV(cache, mask.sum(-1)), out.logits[:, -1, :]
 
     def _schedule(self) -> tuple[list[_Sequence] | None, list[tuple[_Sequence, str]]]:
         """Requests to admit now (None when stopping) and queued ones to finish unadmitted."""
@@ -373,7 +392,10 @@ class Engine:
             dropped, kept = [], deque()
             for sequence in self._waiting:
                 reason = _abandoned(sequence, now)
-                (dropped.append((sequence, reason)) if reason else kept.append(sequence))
+                if reason:
+                    dropped.append((sequence, reason))
+                else:
+                    kept.append(sequence)
             self._waiting = kept
             admitted = []
             while self._waiting and len(self._running) + len(admitted) < self.max_batch_size:
@@ -404,13 +426,11 @@ class Engine:
             sequence.handle.stats.scheduled_at = now
         prompts = [s.request.prompt_ids for s in sequences]
         ids, mask, positions = left_padded(prompts, self.pad_id, self.device)
-        cache = DynamicCache(config=self.model.config)
-        out = self.model(input_ids=ids, attention_mask=mask, position_ids=positions, cache=cache, use_cache=True, logits_to_keep=1)
-        kv = BatchKV(cache, mask.sum(-1))
+        kv, logits = self._forward_prompts(ids, mask, positions)
         sampling = SamplingBatch(self.vocab_size, sorted(self.eos_ids), self.default_penalty, self.device)
         for sequence in sequences:
             sampling.add(sequence.params, sequence.request.prompt_ids)
-        tokens, failed = self._sample(sampling, out.logits[:, -1, :])
+        tokens, failed = self._sample(sampling, logits)
         sampling.observe(tokens)
         keep = self._accept(sequences, tokens.tolist(), failed)
         if not keep:
@@ -531,7 +551,9 @@ class Engine:
             sequence.unsent_ids = []
         return False
 
-    def _finish(self, sequence: _Sequence, reason: str, error: str | None = None, text: str = "", stopped: bool = False) -> None:
+    def _finish(
+        self, sequence: _Sequence, reason: str, error: str | None = None, text: str = "", stopped: bool = False
+    ) -> None:
         """Publish the last event and the result; call the on_finish hooks."""
         if sequence.finished:
             return
@@ -553,10 +575,14 @@ class Engine:
             stats=stats,
             error=error,
         )
-        event = TokenEvent(text=text, token_ids=tuple(sequence.unsent_ids), finished=True, finish_reason=reason, error=error)
+        event = TokenEvent(
+            text=text, token_ids=tuple(sequence.unsent_ids), finished=True, finish_reason=reason, error=error
+        )
         handle._publish(event, result)
         with self._lock:
             self._in_flight -= 1
+            if stats.e2e_s is not None and reason in ("stop", "length"):
+                self._typical_e2e_s += 0.2 * (stats.e2e_s - self._typical_e2e_s)
             if self._in_flight == 0:
                 self._idle.notify_all()
         for hook in list(self.on_finish):

@@ -45,12 +45,11 @@ from typing import Any
 
 from cvml.errors import ConfigError, CvmlError
 from cvml.paths import cvml_home
-from cvml.registry.db import _enable_wal, utc_now, write_transaction
+from cvml.registry.db import open_database, utc_now, write_transaction
 from cvml.safety.pii import PiiRedactor, Placeholders
 from cvml.serve.types import RequestStats
 
 LOG_TEXT_MODES = ("redacted", "none")
-_BUSY_TIMEOUT_S = 30.0
 _BATCH = 256  # rows per write transaction at most
 _SECRET_KEY = "user_key_secret"
 _log = logging.getLogger(__name__)
@@ -91,7 +90,6 @@ _MIGRATIONS: list[list[str]] = [
         "CREATE INDEX requests_experiment ON requests (experiment, variant)",
     ],
 ]
-SCHEMA_VERSION = len(_MIGRATIONS)
 
 _COLUMNS = (
     "request_id", "at", "experiment", "variant", "model_ref", "model_version", "user_key", "endpoint", "task",
@@ -454,47 +452,16 @@ class RequestLog:
 
 def _open(path: Path) -> sqlite3.Connection:
     """A connection at the current schema, with WAL and deleted content overwritten."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    conn = sqlite3.connect(path, timeout=_BUSY_TIMEOUT_S, isolation_level=None)
-    try:
-        conn.row_factory = sqlite3.Row
-        # The registry's WAL switch, which waits out other processes creating the same file.
-        _enable_wal(conn)
-        conn.execute("PRAGMA secure_delete = ON")
-        # No fsync per commit: with WAL the file stays consistent, a power cut may lose the last rows.
-        conn.execute("PRAGMA synchronous = NORMAL")
-        found = _schema_version(conn)
-        if found > SCHEMA_VERSION:
-            raise RequestLogError(
-                f"the request log at {path} has schema version {found}, newer than this cvml understands "
-                f"({SCHEMA_VERSION})",
-                hint="upgrade cvml, or point --db / CVML_HOME at another request log",
-            )
-        if found < SCHEMA_VERSION:
-            _migrate(conn)
-    except BaseException:
-        conn.close()
-        raise
-    return conn
-
-
-def _schema_version(conn: sqlite3.Connection) -> int:
-    exists = conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'schema_version'").fetchone()
-    if not exists:
-        return 0
-    return conn.execute("SELECT COALESCE(MAX(version), 0) FROM schema_version").fetchone()[0]
-
-
-def _migrate(conn: sqlite3.Connection) -> None:
-    with write_transaction(conn):
-        conn.execute(
-            "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER PRIMARY KEY, applied_at TEXT NOT NULL)"
-        )
-        # Re-read under the lock: another process may have migrated since we looked.
-        for number in range(_schema_version(conn), SCHEMA_VERSION):
-            for statement in _MIGRATIONS[number]:
-                conn.execute(statement)
-            conn.execute("INSERT INTO schema_version (version, applied_at) VALUES (?, ?)", (number + 1, utc_now()))
+    return open_database(
+        path,
+        _MIGRATIONS,
+        what="request log",
+        error=RequestLogError,
+        hint_flag="--db",
+        # Erased text must not linger in free pages. No fsync per commit: with WAL the file
+        # stays consistent, and a power cut may lose only the last rows.
+        pragmas=("PRAGMA secure_delete = ON", "PRAGMA synchronous = NORMAL"),
+    )
 
 
 def _user_key_secret(conn: sqlite3.Connection) -> bytes:

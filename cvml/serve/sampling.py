@@ -114,7 +114,8 @@ class SamplingBatch:
 
     def _state(self) -> dict[str, torch.Tensor]:
         if self._tensors is None:
-            penalty = [self.default_penalty if p.repetition_penalty is None else p.repetition_penalty for p in self.params]
+            default = self.default_penalty
+            penalty = [default if p.repetition_penalty is None else p.repetition_penalty for p in self.params]
 
             def tensor(values, dtype):
                 return torch.tensor(values, dtype=dtype, device=self.device)

@@ -73,9 +73,11 @@ def cvml_opener(spec: ServeSpec) -> Opener:
     """Loads a version with `load_for_inference` and starts cvml's batching engine on it."""
 
     def open_model(variant: str, ref: ModelRef) -> ServedModel:
+        from cvml._quiet import quiet_libraries
         from cvml.modelio import load_for_inference
         from cvml.serve.engine import Engine
 
+        quiet_libraries()
         loaded = load_for_inference(ref, device=spec.device, dtype=spec.dtype)
         engine = Engine(
             loaded, max_batch_size=spec.max_batch_size, max_queue=spec.max_queue, batch_wait_ms=spec.batch_wait_ms

@@ -25,6 +25,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import anyio
 import httpx
 
 from cvml.errors import ConfigError, ModelError
@@ -170,7 +171,7 @@ class UpstreamEngine:
         left = None if request.deadline is None else max(0.0, request.deadline - time.monotonic())
         reason, error = "error", None
         try:
-            async with asyncio.timeout(left):
+            with anyio.fail_after(left):
                 async with self._client.stream("POST", "/v1/completions", json=body) as response:
                     handle.stats.scheduled_at = time.monotonic()
                     if response.status_code != 200:
