@@ -6,7 +6,7 @@ and B (candidate). Each run is one interleaved `--baseline-model`-style measurem
 (cvml.bench.sweep.measure_perf, AB/BA alternating blocks) followed by the gate
 `perf.c<C>.output_tokens_per_s max_drop <bound>` (cvml.bench.gates, paired bootstrap).
 - A/A runs: B is untouched; a failing gate is a false alarm.
-- Slowdown runs: after every forward pass B waits `k` times the pass's own duration, k
+- Slowdown runs: after every forward pass B waits `k` times a pass's mean duration, k
   calibrated at start so that B's throughput drops by `--slowdown` (15%); a failing gate
   is a detection. The delay scales with the forward pass, so it stays ~15% when the
   machine's speed drifts. It is a hook of this script (both models' `forward` is wrapped,
@@ -14,8 +14,18 @@ and B (candidate). Each run is one interleaved `--baseline-model`-style measurem
 A/A and slowdown runs alternate, so slow drift affects both rates alike. Each run also
 reports the unpaired verdict (as if the baseline came from a saved report) for contrast.
 
-    python benchmarks/gate_power.py                      # full: 40 + 40 runs (~25-35 min quiet machine)
-    python benchmarks/gate_power.py --runs 3 --trials 4  # reduced: proves it works
+The design. The gate fails when the upper end of the 95% CI of the throughput ratio is
+below 1 - bound. With T interleaved pairs and a per-pair ratio noise s, the CI's upper end
+sits about 2·s/√T above the estimate. Detecting a true 0.85 nine times in ten needs
+0.85 + (1.28 + 1.96)·s/√T < 1 - bound; with bound 0.05 and T = 12 that holds up to
+s ≈ 11% (a per-trial coefficient of variation of about 7-8%). A false alarm on a true 1.00
+needs the estimate to fall about 5 + 2·s/√T points low, which at any s below 14% happens
+in well under 5% of runs. The bound sits nearer 1.00 than 0.85 because the CI's own
+half-width already protects the A/A side. 12 pairs × 24 requests × 32 tokens at
+concurrency 4 take 15-30 s per run on the tiny model, inside 60 s.
+
+    python benchmarks/gate_power.py                      # full: 40 + 40 runs, ~35-45 min
+    python benchmarks/gate_power.py --runs 3             # reduced: proves it works
 
 The last line printed is one JSON object: false_alarm_rate, detection_rate,
 seconds_per_run (bench time of one gate decision, both sides), n_runs, bound, confidence,
@@ -34,7 +44,9 @@ from pathlib import Path
 
 
 class SlowForward:
-    """Wraps a model's forward: after each call, waits `factor` × the call's own duration.
+    """Wraps a model's forward: after each call, waits `factor` × the recent mean duration
+    of a call (an exponential moving average, so the wait follows the machine's drift but
+    does not multiply one descheduled call).
 
     The wait sleeps, then spins its last half millisecond, so it lasts what was asked
     (a bare sleep wakes late) without taking a core from the client. Both sides get the
@@ -42,19 +54,23 @@ class SlowForward:
     """
 
     SPIN_S = 0.0005
+    SMOOTHING = 0.05
 
     def __init__(self, forward):
         self.forward = forward
         self.factor = 0.0
         self.seconds = 0.0
+        self.mean_s: float | None = None
 
     def __call__(self, *args, **kwargs):
         start = time.perf_counter()
         out = self.forward(*args, **kwargs)
         end = time.perf_counter()
-        self.seconds += end - start
+        took = end - start
+        self.seconds += took
+        self.mean_s = took if self.mean_s is None else self.mean_s + self.SMOOTHING * (took - self.mean_s)
         if self.factor:
-            deadline = end + self.factor * (end - start)
+            deadline = end + self.factor * self.mean_s
             if deadline - end > self.SPIN_S:
                 time.sleep(deadline - end - self.SPIN_S)
             while time.perf_counter() < deadline:
@@ -66,8 +82,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--model", default="artifacts/tiny/base", help="Model folder (build it with `cvml tiny model`).")
     parser.add_argument("--runs", type=int, default=40, help="A/A runs, and as many slowdown runs.")
-    parser.add_argument("--trials", type=int, default=10, help="Trials per side per run (pairs for the bootstrap).")
-    parser.add_argument("--requests", type=int, default=16, help="Requests per trial.")
+    parser.add_argument("--trials", type=int, default=12, help="Trials per side per run (pairs for the bootstrap).")
+    parser.add_argument("--requests", type=int, default=24, help="Requests per trial.")
     parser.add_argument("--concurrency", type=int, default=4)
     parser.add_argument("--max-new-tokens", type=int, default=32)
     parser.add_argument("--warmup", type=int, default=4, help="Warm-up requests per side per run.")
@@ -137,13 +153,28 @@ def main() -> None:
 
     # Calibrate: B's whole time grows by factor × (its time in forward passes), so the
     # factor that drops its throughput by `slowdown` is (1 / (1 - slowdown) - 1) / share,
-    # share = forward time / wall time, measured over a few trials with the delay off.
+    # share = forward time / wall time, measured with the delay off. Waiting also shifts
+    # batching and scheduling a little, so two interleaved runs with the delay on measure
+    # the drop it really makes and correct the factor once (by at most ×1.5 either way,
+    # so a noisy calibration cannot run away).
     before_s = slow.seconds
     candidate, _, _ = run(spec.model_copy(update={"warmup_requests": 0, "trials": 6}))
     wall = sum(t["wall_s"] for t in candidate["samples"]["perf"][level])
     share = min((slow.seconds - before_s) / wall, 1.0)
-    factor = (1 / (1 - args.slowdown) - 1) / share
-    log(f"calibration: {share:.0%} of B's wall time in forward passes → wait factor {factor:.3f}")
+    wanted = 1 / (1 - args.slowdown) - 1
+    first = slow.factor = wanted / share
+    ratios = []
+    for _ in range(2):
+        candidate, baseline, _ = run()
+        ratios += [
+            c["output_tokens_per_s"] / b["output_tokens_per_s"]
+            for c, b in zip(candidate["samples"]["perf"][level], baseline["samples"]["perf"][level])
+        ]
+    first_drop = 1 - statistics.mean(ratios)
+    factor = first * min(max(wanted / max(1 / (1 - first_drop) - 1, 1e-3), 1 / 1.5), 1.5)
+    calibration = {"forward_share": round(share, 4), "first_factor": round(first, 4),
+                   "first_factor_drop": round(first_drop, 4), "factor": round(factor, 4)}
+    log(f"calibration: {calibration}")
 
     outcomes = {"aa": [], "slow": []}
     for i in range(args.runs):
@@ -187,6 +218,7 @@ def main() -> None:
         "achieved_slowdown": round(1 - statistics.mean(o["observed"] for o in sl) / aa_mean, 4),
         "aa_ratio_mean": round(aa_mean, 4),
         "ci_width_mean": round(statistics.mean(o["ci_high"] - o["ci_low"] for o in aa + sl), 4),
+        "calibration": calibration,
         "seconds_per_run": round(statistics.mean(o["seconds"] for o in aa + sl), 2),
         "seconds_per_run_max": round(max(o["seconds"] for o in aa + sl), 2),
         "targets_met": fa / n <= 0.05 and det / n >= 0.90 and max(o["seconds"] for o in aa + sl) <= 60,

@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import statistics
 import sys
 import tempfile
@@ -48,6 +49,7 @@ def main() -> None:
     parser.add_argument("--large-layers", type=int, default=4, help="Its layers.")
     parser.add_argument("--large-vocab", type=int, default=32000, help="Its vocabulary (tokens beyond the tokenizer's are never produced as input).")
     parser.add_argument("--quick", action="store_true", help="Proof-of-life sizes: few calibration/eval records, prompts and tokens.")
+    parser.add_argument("--keep", action="store_true", help="Keep the work folder (quantized models, reports) instead of deleting it.")
     args = parser.parse_args()
     if args.quick:
         args.calibration, args.eval, args.prompts, args.new_tokens, args.repeats = 16, 24, 2, 8, 1
@@ -61,10 +63,14 @@ def main() -> None:
     os.environ["CVML_HOME"] = str(work / "home")  # nothing lands in the user's registry
     log(f"work folder {work}; torch threads {torch.get_num_threads()}")
 
-    runs = {name: _quantize(args, name, work) for name in ("gptq", "rtn", "int8")}
+    try:
+        runs = {name: _quantize(args, name, work) for name in ("gptq", "rtn", "int8")}
+        latency = _latency(args, args.model, runs["int8"].output_dir, runs["gptq"].output_dir)
+        large = _large(args, work) if args.large_hidden else None
+    finally:
+        if not args.keep:
+            shutil.rmtree(work, ignore_errors=True)
     fp_ppl = runs["gptq"].perplexity["source"]["ppl"]
-    latency = _latency(args, args.model, runs["int8"].output_dir, runs["gptq"].output_dir)
-    large = _large(args, work) if args.large_hidden else None
 
     def increase(name: str) -> float:
         return round(runs[name].perplexity["increase"], 5)
@@ -85,6 +91,7 @@ def main() -> None:
         f"gptq{args.bits}_size_ratio": round(runs["gptq"].size["ratio_vs_fp16"], 4),
         f"rtn{args.bits}_size_ratio": round(runs["rtn"].size["ratio_vs_fp16"], 4),
         "int8_size_ratio": round(runs["int8"].size["ratio_vs_fp16"], 4),
+        f"gptq{args.bits}_quantized_layers_size_ratio": round(runs["gptq"].size["quantized_layers_ratio_vs_fp16"], 4),
         f"gptq{args.bits}_quantize_s": round(runs["gptq"].wall_s["quantize"], 2),
         "cpu_latency_ratio": latency["int8_ratio"],
         "cpu_latency_ms_per_token": latency["ms_per_token"],

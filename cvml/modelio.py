@@ -96,8 +96,11 @@ def resolve_model(ref: str | Path, registry: Any = None) -> ModelRef:
     """
     from cvml.registry import Registry
 
-    version = (registry or Registry()).resolve(str(ref))
+    registry = registry or Registry()
+    version = registry.resolve(str(ref))
     folder = model_folder(version.path)
+    if not version.registered and folder != Path(version.path):
+        version = registry.resolve(str(folder))  # a run folder: its merged/ or model/ may be registered
     manifest = read_manifest(folder)
     if manifest.get("kind") == "quantize":
         kind = "quantized"
@@ -137,8 +140,6 @@ def load_for_inference(
         ModelError: no model, or no chat template stored with it (prompts would be built
             differently from training, silently).
     """
-    import torch
-
     start = time.perf_counter()
     model_ref = ref if isinstance(ref, ModelRef) else resolve_model(ref, registry)
     device = pick_device(device)

@@ -189,7 +189,9 @@ class QuantizeSpec(Section):
     )
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="Where to quantize and evaluate; int8 runs on CPU only.")
     register_model: bool = Field(True, description="Register the result as the next version of the source's name (kind quantized).")
-    output: str = Field("runs/{name}-{method}{bits}", description="Quantized model folder; {name}, {method}, {bits}.")
+    output: str = Field(
+        "runs/{name}-{variant}", description="Quantized model folder; {name}, {method}, {bits}, {variant} (gptq4, rtn3, int8)."
+    )
 
     @model_validator(mode="after")
     def _method_can_do_it(self) -> "QuantizeSpec":

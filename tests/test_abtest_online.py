@@ -221,8 +221,9 @@ def test_serve_split_feedback_analyze_and_promote_end_to_end(tiny_base, tmp_path
     rule = ["--set", "abtest.online.mde=0.2", "--set", "abtest.online.min_samples=15"]
     started = runner.invoke(app, ["abtest", "start", "--experiment", "e2e", "--a", "cv@prod", "--b", "cv@canary", "--split", "50/50"])
     assert started.exit_code == 0, started.stderr
-    exp = load_experiment("e2e")
-    spec = ServeSpec(variants=exp.variant_specs, split=exp.split, experiment=exp.name, port=0, max_new_tokens=4, device="cpu")
+    assert load_experiment("e2e").split == "50/50"
+    # serve routes by the recorded experiment: its arms and split come from the database
+    spec = ServeSpec(experiment="e2e", port=0, max_new_tokens=4, device="cpu")
     rng = np.random.default_rng(5)
     request = {"text": "Worked on the release process for the team", "task": "rewrite_bullet", "max_tokens": 4}
     with BackgroundServer(spec) as server, httpx.Client(base_url=server.url, timeout=60) as client:

@@ -240,6 +240,9 @@ def test_bootstrap_helpers_handle_constant_and_single_trial_data():
     assert one.estimate == 1.0 and one.low < 1.0 < one.high
     with pytest.raises(ValueError, match="one to one"):
         stats.ratio_of_trial_means([1, 2, 3], [1, 2], paired=True, confidence=0.95)
+    # A paired trial whose requests all failed leaves with its partner.
+    gap = stats.ratio_of_pooled_stat([[2.0, 2.0], [], [4.0]], [[1.0, 1.0], [9.0], [2.0]], "mean", paired=True, confidence=0.95)
+    assert gap.estimate == pytest.approx((8 / 3) / (4 / 3))
 
 
 # ------------------------------------------------------------------------- rendering

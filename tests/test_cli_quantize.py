@@ -58,13 +58,13 @@ def test_recipe_section_with_flags_taking_precedence(tiny_base, tiny_data, tmp_p
     recipe = tmp_path / "q.yaml"
     recipe.write_text(yaml.safe_dump({
         "name": "cvq", "seed": 3,
-        "quantize": {"method": "rtn", "bits": 8, "group_size": 32, "data": str(tiny_data), "output": str(tmp_path / "{name}-{method}{bits}")},
+        "quantize": {"method": "rtn", "bits": 8, "group_size": 32, "data": str(tiny_data), "output": str(tmp_path / "{name}-{variant}")},
     }))
     result = _invoke(tiny_base, "--recipe", recipe, "--method", "int8", "--set", "quantize.group_size=-1", "--json", *FAST)
     assert result.exit_code == 0, result.stderr
     payload = json.loads(result.stdout)
     assert payload["method"] == "int8" and payload["params"]["bits"] == 8
-    assert payload["output_dir"] == str(tmp_path / "cvq-int88")
+    assert payload["output_dir"] == str(tmp_path / "cvq-int8")
 
 
 @pytest.mark.parametrize(

@@ -42,7 +42,8 @@ def test_flags_win_over_set_which_wins_over_the_recipe(tmp_path, captured, monke
     recipe = _recipe(tmp_path, port=9000, max_queue=5, log_text="none", model="cv@canary")
     result = runner.invoke(
         app,
-        ["serve", "--recipe", recipe, "--set", "serve.port=9100", "--set", "serve.max_queue=7", "--max-queue", "9", "--json"],
+        ["serve", "--recipe", recipe, "--set", "serve.port=9100", "--set", "serve.max_queue=7", "--max-queue", "9",
+         "--json"],
     )
     assert result.exit_code == 0, result.stderr
     spec = captured[0]["spec"]

@@ -81,3 +81,11 @@ def test_template_differing_from_training_is_refused(tmp_path, tiny_base):
     (folder / "manifest.json").write_text(json.dumps({"kind": "finetune", "chat_template_sha256": "0" * 64}))
     with pytest.raises(ModelError, match="differs from the one the model was trained with"):
         load_for_inference(folder, device="cpu")
+
+
+def test_run_folder_resolves_to_its_registered_model(tmp_path, tiny_base):
+    run = tmp_path / "run"
+    shutil.copytree(tiny_base, run / "model")
+    Registry().register(run / "model", name="cv", kind="finetune")
+    ref = resolve_model(run)
+    assert ref.path == run / "model" and ref.ref == "cv@1"  # lineage survives passing the run folder

@@ -187,6 +187,9 @@ def test_quantize_registers_a_child_of_its_source_and_writes_report_and_manifest
     assert report["registered"] == "tiny@2"
     assert "Perplexity guard: no guard set" in (tmp_path / "q" / "quantize_report.md").read_text()
     assert load_for_inference("tiny@2").ref.kind == "quantized"  # serve/bench load it by name
+    with pytest.raises(QuantizeError) as info:  # `tiny` is now the quantized version
+        quantize("tiny", spec, output=tmp_path / "again", progress=False)
+    assert "already quantized" in info.value.message and "tiny@1" in info.value.hint
 
 
 def test_the_guard_fails_a_costly_quantization_and_registers_nothing(tiny_base, tiny_data, tmp_path):
@@ -232,6 +235,9 @@ def test_refuses_an_existing_output_and_a_device_the_method_cannot_use(tiny_base
     with pytest.raises(ConfigError, match="exists and is not empty"):
         quantize(tiny_base, spec, output=out, progress=False)
     assert (out / "x").read_text() == "keep"
+    with pytest.raises(ConfigError, match="holds the source model"):
+        quantize(tiny_base, spec, output=tiny_base, overwrite=True, progress=False)
+    assert (tiny_base / "config.json").is_file()
     monkeypatch.setattr("cvml.modelio.pick_device", lambda device: "cuda")
     with pytest.raises(ConfigError, match="int8 runs on cpu, not cuda"):
         quantize(tiny_base, spec, output=tmp_path / "other", progress=False)

@@ -66,8 +66,8 @@ class ServeProcess:
 def test_sigterm_turns_ready_503_lets_streams_finish_and_exits_0(tmp_path, tiny_base):
     log_db = tmp_path / "requests.db"
     server = ServeProcess(
-        [str(tiny_base), "--max-batch-size", "1", "--max-new-tokens", "300", "--drain-timeout", "120", "--request-timeout", "300",
-         "--log-db", str(log_db)],
+        [str(tiny_base), "--max-batch-size", "1", "--max-new-tokens", "300", "--drain-timeout", "120",
+         "--request-timeout", "300", "--log-db", str(log_db)],
         tmp_path / "home",
     )
     started = [threading.Event() for _ in range(3)]
@@ -88,7 +88,8 @@ def test_sigterm_turns_ready_503_lets_streams_finish_and_exits_0(tmp_path, tiny_
                     pieces.append(chunk)
                     if "error" in chunk:
                         result["error"] = chunk["error"]
-        result["finish"] = [c["choices"][0]["finish_reason"] for c in pieces if c.get("choices") and c["choices"][0]["finish_reason"]]
+        choices = [c["choices"][0] for c in pieces if c.get("choices")]
+        result["finish"] = [choice["finish_reason"] for choice in choices if choice["finish_reason"]]
         result["usage"] = pieces[-1].get("usage") if pieces else None
 
     threads = [threading.Thread(target=stream, args=(i,)) for i in range(3)]
@@ -136,10 +137,9 @@ def test_promotion_and_reload_under_load_fail_no_request(tmp_path, tiny_base):
             i = 0
             while not stop.is_set():
                 began = time.monotonic()
-                response = client.post(
-                    "/v1/cv/rewrite",
-                    json={"text": "Led a team of five", "task": "rewrite_bullet", "user_id": f"u{worker}-{i}", "max_tokens": 4},
-                )
+                user = f"u{worker}-{i}"
+                body = {"text": "Led a team of five", "task": "rewrite_bullet", "max_tokens": 4, "user_id": user}
+                response = client.post("/v1/cv/rewrite", json=body)
                 version = response.json().get("version") if response.status_code == 200 else None
                 outcomes.append((began, time.monotonic(), response.status_code, version))
                 i += 1
@@ -157,13 +157,15 @@ def test_promotion_and_reload_under_load_fail_no_request(tmp_path, tiny_base):
         worker.join(60)
 
     assert swap.status_code == 200
-    assert [(o["outcome"], o["previous"], o["current"]) for o in swap.json()["variants"]] == [("swapped", "tiny@1", "tiny@2")]
+    outcome = swap.json()["variants"]
+    assert [(o["outcome"], o["previous"], o["current"]) for o in outcome] == [("swapped", "tiny@1", "tiny@2")]
     statuses = [status for _, _, status, _ in outcomes]
     assert statuses and set(statuses) == {200}, f"{len(statuses) - statuses.count(200)} failed requests"
     assert any(v == 1 for *_, v in outcomes)
     after = [v for began, _, _, v in outcomes if began > swapped_at]
     assert after and set(after) == {2}
-    assert "cvml_model_info{model_name=\"tiny@2\",variant=\"default\",version=\"2\"} 1.0" in httpx.get(f"{server.url}/metrics").text
+    info = 'cvml_model_info{model_name="tiny@2",variant="default",version="2"} 1.0'
+    assert info in httpx.get(f"{server.url}/metrics").text
 
     registry.rollback("tiny", "prod")
     back = httpx.post(f"{server.url}/admin/reload", headers=auth, timeout=120).json()["variants"][0]
@@ -185,7 +187,9 @@ def upstream_opener(url: str, tiny_base: Path):
 
 
 def test_upstream_engine_serves_the_same_answers_through_an_openai_server(tmp_path, tiny_base):
-    upstream_spec = ServeSpec(model=str(tiny_base), port=0, max_new_tokens=64, log_db=str(tmp_path / "up.db"), device="cpu")
+    upstream_spec = ServeSpec(
+        model=str(tiny_base), port=0, max_new_tokens=64, log_db=str(tmp_path / "up.db"), device="cpu"
+    )
     with BackgroundServer(upstream_spec) as upstream:
         front_spec = ServeSpec(model=str(tiny_base), port=0, max_new_tokens=64, log_db=str(tmp_path / "front.db"))
         with BackgroundServer(front_spec, opener=upstream_opener(upstream.url, tiny_base)) as front:

@@ -113,12 +113,16 @@ def ratio_of_pooled_stat(
         ValueError: a side has no samples, paired sides differ in trial count, or the baseline statistic is 0.
     """
     fn = statistic(stat)
+    if paired:
+        if len(candidate) != len(baseline):
+            raise ValueError(f"paired trials must match one to one (candidate {len(candidate)}, baseline {len(baseline)})")
+        # A trial without samples (every request failed) drops out with its partner.
+        pairs = [(x, y) for x, y in zip(candidate, baseline) if len(x) and len(y)]
+        candidate, baseline = [x for x, _ in pairs], [y for _, y in pairs]
     c = [np.asarray(t, float) for t in candidate if len(t)]
     b = [np.asarray(t, float) for t in baseline if len(t)]
     if not c or not b:
         raise ValueError("a side has no samples")
-    if paired and len(c) != len(b):
-        raise ValueError(f"paired trials must match one to one (candidate {len(c)}, baseline {len(b)})")
     base_point = float(fn(np.concatenate(b)))
     if base_point == 0:
         raise ValueError("the baseline statistic is 0, so a ratio is undefined")

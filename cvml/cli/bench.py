@@ -6,6 +6,7 @@ Exit codes: 0 every gate passed, 1 a gate failed (a regression), 2 a usage or co
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -48,7 +49,7 @@ def bench(
     # Explicit flags win over --set, which wins over the YAML.
     for key, value in (
         ("bench.concurrency", _concurrency(concurrency)), ("bench.requests_per_level", requests),
-        ("bench.trials", trials), ("bench.output", out_dir),
+        ("bench.trials", trials), ("bench.output", None if out_dir is None else json.dumps(str(out_dir))),
     ):
         if value is not None:
             overrides.append(f"{key}={value}")

@@ -35,7 +35,9 @@ def serve(
     max_queue: int = typer.Option(None, "--max-queue", min=0, help="Waiting requests beyond which 429."),
     max_new_tokens: int = typer.Option(None, "--max-new-tokens", min=1, help="Default and cap of new tokens."),
     request_timeout: float = typer.Option(None, "--request-timeout", help="Per-request deadline in seconds (504)."),
-    drain_timeout: float = typer.Option(None, "--drain-timeout", help="On SIGTERM, seconds in-flight requests may finish."),
+    drain_timeout: float = typer.Option(
+        None, "--drain-timeout", help="On SIGTERM, seconds in-flight requests may finish."
+    ),
     log_text: str = typer.Option(None, "--log-text", help="Request log text: redacted (default) or none."),
     log_db: Path = typer.Option(None, "--log-db", help="Request log file (default $CVML_HOME/requests.db)."),
     watch_registry: float = typer.Option(
@@ -99,6 +101,6 @@ def resolve_spec(recipe: Path | None, overrides: list[str], flags: dict[str, Any
         section.pop("variants", None)
         section.pop("split", None)
     section.update(flags)
-    if name is not None and not section.get("model") and not section.get("variants"):
+    if name is not None and not section.get("model") and not section.get("variants") and not flags.get("experiment"):
         section["model"] = name  # the recipe's model in the registry (its latest version)
     return validate_recipe({"name": name or "serve", "serve": section}, source="the serve options").serve

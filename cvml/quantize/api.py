@@ -32,6 +32,11 @@ from cvml.quantize.errors import QuantizeError
 # or a mislabelled checkpoint moves them by tenths or more. Half precision rounds coarser.
 ROUNDTRIP_RTOL = {"float32": 1e-4, "float16": 1e-2, "bfloat16": 2e-2}
 _LIBRARIES = ("gptqmodel", "optimum", "torch", "transformers")
+_PARAMS = {
+    "gptq": ("bits", "group_size", "sym", "desc_act", "damp_percent"),
+    "rtn": ("bits", "group_size", "sym"),
+    "int8": ("bits",),
+}
 
 
 @dataclass
@@ -106,11 +111,20 @@ def quantize(
     from cvml.registry import Registry
     from cvml.train.encode import encode_records
 
+    from cvml._quiet import quiet_libraries
+
+    quiet_libraries()
     started = time.perf_counter()
     method = get_method(spec.method)
     backend = method.module()
     registry = registry or Registry()
-    ref = _registered(resolve_model(source, registry), registry)
+    ref = resolve_model(source, registry)
+    if ref.kind == "quantized":
+        made_from = (ref.manifest.get("source") or {}).get("ref")
+        raise QuantizeError(
+            f"{ref.ref} is already quantized ({(ref.manifest.get('quantize') or {}).get('method')})",
+            hint=f"Quantize the model it was made from{': ' + made_from if made_from else ''}.",
+        )
     device = pick_device(spec.device)
     if device.split(":")[0] not in method.devices:
         raise ConfigError(
@@ -118,8 +132,9 @@ def quantize(
             hint="Use --device cpu for int8, or --method gptq on a GPU.",
         )
     name = recipe.name if recipe is not None else ref.name
-    out_dir = Path(output or spec.output.format(name=name, method=spec.method, bits=spec.bits))
-    _prepare(out_dir, overwrite)
+    variant = spec.method if spec.method == "int8" else f"{spec.method}{spec.bits}"
+    out_dir = Path(output or spec.output.format(name=name, method=spec.method, bits=spec.bits, variant=variant))
+    _prepare(out_dir, overwrite, ref.path)
     made_by = source_manifest(ref.path, ref.manifest)
     data = load_data(spec, recipe, made_by, seed)
 
@@ -134,13 +149,8 @@ def quantize(
                 hint="Evaluate on curated data (cvml curate drops over-long rows).",
             )
         asked = quality.fits_context(tokenizer, data.evaluation[: spec.quality_samples], spec.max_new_tokens, context)
-        step = bar.phase("source perplexity", len(examples))
-        _reset_cuda_peak(device)
-        src_ppl = quality.perplexity(src.model, examples, device, step)
-        bar.phase("source answers", None)
-        src_answers = quality.answers(src, asked, spec.max_new_tokens) if asked else None
-        src_cuda_peak, src_load_s = _cuda_peak_mb(device), src.load_s
-        fp16_bytes, src_resident = quality.fp16_bytes(src.model), quality.resident_bytes(src.model)
+        before = _measure(src, examples, asked, spec, bar, "source")
+        fp16_bytes, linears = quality.fp16_bytes(src.model), quality.linear_sizes(src.model)
         rows, calibration_sha = calibration_batches(tokenizer, data.calibration, context) if method.calibrated else ([], None)
 
         bar.phase(f"quantizing ({method.name}, {spec.bits} bits)", None)
@@ -160,17 +170,13 @@ def quantize(
         expected = _logits(model.eval(), probe, device)
         del model, src
         gc.collect()
-        _reset_cuda_peak(device)
         loaded = load_for_inference(out_dir, device=device, registry=registry)
         roundtrip = _check_roundtrip(expected, _logits(loaded.model, probe, device), loaded.dtype, out_dir)
-        step = bar.phase("quantized perplexity", len(examples))
-        q_ppl = quality.perplexity(loaded.model, examples, device, step)
-        bar.phase("quantized answers", None)
-        q_answers = quality.answers(loaded, asked, spec.max_new_tokens) if asked else None
+        after = _measure(loaded, examples, asked, spec, bar, "quantized")
 
-    increase = q_ppl["ppl"] / src_ppl["ppl"] - 1.0
+    increase = after["ppl"]["ppl"] / before["ppl"]["ppl"] - 1.0
     passed = spec.max_ppl_increase is None or increase <= spec.max_ppl_increase
-    q_bytes = quality.weight_bytes(out_dir)
+    q_bytes, layers = quality.weight_bytes(out_dir), quality.quantized_layers_bytes(out_dir, linears)
     result = QuantizeResult(
         output_dir=str(out_dir),
         method=method.name,
@@ -185,23 +191,25 @@ def quantize(
             "eval_too_long": len(too_long),
             **data.counts,
         },
-        perplexity={"source": src_ppl, "quantized": q_ppl, "increase": increase},
-        quality=_quality(asked, src_answers, q_answers),
+        perplexity={"source": before["ppl"], "quantized": after["ppl"], "increase": increase},
+        quality=_quality(asked, before["answers"], after["answers"]),
         size={
             "source_weights_bytes": quality.weight_bytes(ref.path),
             "quantized_weights_bytes": q_bytes,
             "quantized_folder_bytes": quality.folder_bytes(out_dir),
             "fp16_bytes": fp16_bytes,
             "ratio_vs_fp16": q_bytes / fp16_bytes,
+            "quantized_layers": layers["layers"],
+            "quantized_layers_ratio_vs_fp16": layers["bytes"] / max(layers["fp16_bytes"], 1),
         },
         memory={
-            "source_resident_mb": src_resident / 2**20,
-            "quantized_resident_mb": quality.resident_bytes(loaded.model) / 2**20,
+            "source_resident_mb": before["resident_mb"],
+            "quantized_resident_mb": after["resident_mb"],
             "peak_rss_mb": quality.peak_rss_mb(),
-            "source_cuda_peak_mb": src_cuda_peak,
-            "quantized_cuda_peak_mb": _cuda_peak_mb(device),
+            "source_cuda_peak_mb": before["cuda_peak_mb"],
+            "quantized_cuda_peak_mb": after["cuda_peak_mb"],
         },
-        load_s={"source": src_load_s, "quantized": loaded.load_s},
+        load_s={"source": before["load_s"], "quantized": after["load_s"]},
         roundtrip=roundtrip,
         gate={"max_ppl_increase": spec.max_ppl_increase, "passed": passed},
         wall_s={"quantize": quantize_s, "total": time.perf_counter() - started},
@@ -214,20 +222,28 @@ def quantize(
     return result
 
 
-def _registered(ref, registry):
-    """A run folder resolves to its model folder unregistered; finetune registers that
-    model folder, so look it up by path to keep the lineage."""
-    if ref.version is not None:
-        return ref
-    from dataclasses import replace
+def _measure(loaded, examples, asked, spec, bar: "_Progress", label: str) -> dict[str, Any]:
+    """Perplexity, greedy answers, memory and load time of one loaded model."""
+    from cvml.quantize import quality
 
-    found = registry.resolve(str(ref.path))
-    if not found.registered:
-        return ref
-    return replace(ref, name=found.name, version=found.version, ref=found.ref)
+    device = loaded.device
+    step = bar.phase(f"{label} perplexity", len(examples))
+    _reset_cuda_peak(device)
+    ppl = quality.perplexity(loaded.model, examples, device, step)
+    bar.phase(f"{label} answers", None)
+    answers = quality.answers(loaded, asked, spec.max_new_tokens) if asked else None
+    return {
+        "ppl": ppl,
+        "answers": answers,
+        "resident_mb": quality.resident_bytes(loaded.model) / 2**20,
+        "cuda_peak_mb": _cuda_peak_mb(device),
+        "load_s": loaded.load_s,
+    }
 
 
-def _prepare(out_dir: Path, overwrite: bool) -> None:
+def _prepare(out_dir: Path, overwrite: bool, source: Path) -> None:
+    if source.resolve().is_relative_to(out_dir.resolve()):
+        raise ConfigError(f"output folder {out_dir} holds the source model {source}", hint="Pass --out another folder.")
     if out_dir.exists() and any(out_dir.iterdir()):
         if not overwrite:
             raise ConfigError(
@@ -239,10 +255,8 @@ def _prepare(out_dir: Path, overwrite: bool) -> None:
 
 
 def _params(spec) -> dict[str, Any]:
-    keys = ("bits", "group_size", "sym", "desc_act", "damp_percent") if spec.method == "gptq" else (
-        ("bits", "group_size", "sym") if spec.method == "rtn" else ("bits",)
-    )
-    return {key: getattr(spec, key) for key in keys}
+    """The recipe fields that shaped this method's result (the rest do not apply to it)."""
+    return {key: getattr(spec, key) for key in _PARAMS[spec.method]}
 
 
 def _manifest(out_dir, ref, made_by, template_sha, spec, fmt, data, calibration_sha, recipe, seed) -> dict[str, Any]:

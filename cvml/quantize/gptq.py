@@ -14,10 +14,11 @@ which reloads with wrong logits and no error — so saving here sets the label w
 weights, and `cvml.quantize.api` checks every saved model against the in-memory one.
 
 GPT-QModel prints a banner and its logs on stdout and sets environment variables when
-imported; `_gptqmodel()` imports it with stdout sent to stderr (so `--json` stays one
+imported; `gptqmodel_quiet()` imports it with stdout sent to stderr (so `--json` stays one
 document), its logs at warning level, and the environment restored. Its C++ packing
 extension (a ~35 s compile cached under ~/.cache) is skipped unless the user set
-GPTQMODEL_DISABLE_PACK_EXT themselves: packing then runs in PyTorch.
+GPTQMODEL_DISABLE_PACK_EXT themselves: packing then runs in PyTorch, and nothing is
+written under ~/.cache.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ import logging
 import math
 import os
 import sys
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -37,6 +39,10 @@ from cvml.quantize.errors import QuantizeError
 # The packer needs whole 32-bit words of input and output channels.
 PACK_MULTIPLE = 32
 _GROUP_SIZES = (32, 64, 128, 256)
+# For 4-bit models on CPU GPT-QModel picks its fused int4 kernel (TorchAtenLinear), which
+# only takes these group sizes (per-channel, -1, fails at the first forward); any other
+# size runs on its plain torch kernel.
+_FUSED_CPU_GROUP_SIZES = (32, 64, 128)
 
 
 @contextlib.contextmanager
@@ -115,8 +121,11 @@ def quantize_model(model, tokenizer, calibration: list[dict[str, Any]], spec):
             sym=spec.sym,
             desc_act=spec.desc_act,
             damp_percent=spec.damp_percent,
+            # Group-aware ordering needs groups and replaces act-order (GPT-QModel refuses either mix).
+            act_group_aware=spec.group_size != -1 and not spec.desc_act,
             dataset=calibration or None,
             batch_size=1,  # padding would add pad-token activations to the Hessian
+            backend=_backend(spec.bits, spec.group_size, next(model.parameters()).device.type),
         )
         if spec.method == "gptq":
             model = quantizer.quantize_model(model, tokenizer)
@@ -219,12 +228,23 @@ def load_model(folder: Path, device: str):
     GPTQ's CUDA kernels are built for.
     """
     import torch
-    from transformers import AutoModelForCausalLM
+    from transformers import AutoModelForCausalLM, GPTQConfig
 
     dtype = torch.float16 if device.startswith("cuda") else torch.float32
-    with gptqmodel_quiet():
-        model = AutoModelForCausalLM.from_pretrained(folder, dtype=dtype, device_map={"": device})
+    stored = json.loads((folder / "config.json").read_text(encoding="utf-8")).get("quantization_config") or {}
+    backend = _backend(stored.get("bits"), stored.get("group_size"), device.split(":")[0])
+    override = {"quantization_config": GPTQConfig(bits=stored["bits"], backend=backend)} if backend else {}
+    with gptqmodel_quiet(), warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*loading attributes.*will be overwritten")  # the override is the point
+        model = AutoModelForCausalLM.from_pretrained(folder, dtype=dtype, device_map={"": device}, **override)
     return _eager(model).eval()
+
+
+def _backend(bits: int | None, group_size: int | None, device_type: str) -> str | None:
+    """The GPT-QModel kernel to ask for, or None to let it choose."""
+    if device_type == "cpu" and bits == 4 and group_size not in _FUSED_CPU_GROUP_SIZES:
+        return "gptq_torch"
+    return None
 
 
 def _eager(model):

@@ -2,18 +2,21 @@
 scale per output channel, and quantizes its input per call (torch dynamic quantization,
 fbgemm/x86 kernels).
 
-Measured here against the alternatives on the same greedy prompts (benchmarks/quantize_quality.py):
-torchao's int8 weight-only and int8-dynamic configs and optimum-quanto's int8 weights all
-decoded slower than fp32 on this CPU, while torch's dynamic int8 decoded faster — so this
-method uses it, although torch marks `torch.ao.quantization` deprecated in favour of
-torchao (its deprecation warnings are silenced here; the benchmark says when to switch).
+Chosen by measurement (greedy decode, batch 1, one thread, this CPU, ms per token):
+demo model (hidden 192): fp32 3.1, torch dynamic int8 2.7, torchao int8 weight-only 3.2,
+torchao int8 dynamic 10.5, optimum-quanto int8 5.3; a random 1024-hidden, 4-layer Llama:
+fp32 25.2, torch dynamic int8 7.7, torchao weight-only 83, torchao dynamic 92, quanto 168.
+So this method uses torch's dynamic int8, although torch marks `torch.ao.quantization`
+deprecated in favour of torchao, whose eager CPU paths are the slow ones above (the
+deprecation warnings are silenced here). benchmarks/quantize_quality.py re-measures it
+against fp32.
 
 Storage: torch's quantized modules do not serialize to safetensors, so the folder holds
 `config.json` and `int8_model.safetensors`: for each quantized layer `<name>.weight_int8`,
 `<name>.weight_scale`, `<name>.weight_zero_point` (and `<name>.bias`), plus every other
 tensor in float16, loaded back as float32 (the in-memory model is rounded the same way
-before it is measured). The weights file has its own name so that a plain `from_pretrained` fails
-loudly instead of loading a model with random linear layers.
+before it is measured). The weights file has its own name so that a plain
+`from_pretrained` fails loudly instead of loading a model with random linear layers.
 """
 
 from __future__ import annotations
@@ -34,7 +37,7 @@ _SUFFIXES = ("weight_int8", "weight_scale", "weight_zero_point", "bias")
 def _no_deprecation_noise() -> Iterator[None]:
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=r".*(torch\.ao\.quantization|quantized tensor creation).*")
-        warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"torch\.ao\b")
+        warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"torch\.(ao|jit)\b")
         yield
 
 
@@ -50,9 +53,10 @@ def quantize_model(model, tokenizer, calibration, spec):
         The quantized model (the same object).
     """
     import torch
-    from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
 
     with _no_deprecation_noise():
+        from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
+
         quantize_dynamic(model, {torch.nn.Linear: per_channel_dynamic_qconfig}, dtype=torch.qint8, inplace=True)
     return model
 
@@ -102,7 +106,6 @@ def load_model(folder: Path, device: str):
         )
     import torch
     from safetensors.torch import load_file
-    from torch.ao.nn.quantized.dynamic import Linear as DynamicLinear
     from transformers import AutoConfig, AutoModelForCausalLM
     from transformers.initialization import no_init_weights
 
@@ -123,6 +126,8 @@ def load_model(folder: Path, device: str):
             hint="Re-run cvml quantize --method int8 for this model.",
         )
     with _no_deprecation_noise():
+        from torch.ao.nn.quantized.dynamic import Linear as DynamicLinear
+
         for name, parts in layers.items():
             q8 = parts["weight_int8"]
             layer = DynamicLinear(q8.shape[1], q8.shape[0], bias_="bias" in parts, dtype=torch.qint8)

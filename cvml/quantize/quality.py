@@ -14,6 +14,9 @@ from typing import Any
 from cvml.data.records import Record
 
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt")
+# Tensor names (last part) of a quantized layer: GPTQ's packed format, then cvml's int8 one.
+QUANTIZED_SUFFIXES = ("qweight", "qzeros", "scales", "g_idx", "weight_int8", "weight_scale", "weight_zero_point")
+_ITEMSIZE = {"I8": 1, "U8": 1, "I16": 2, "F16": 2, "BF16": 2, "I32": 4, "F32": 4, "I64": 8, "F64": 8}
 
 
 def perplexity(model, examples: Sequence, device: str, on_step: Callable[[], None] | None = None) -> dict[str, float]:
@@ -91,6 +94,30 @@ def resident_bytes(model) -> int:
 def fp16_bytes(model) -> int:
     """What the model's parameters take in float16: the size the target ratio is against."""
     return 2 * sum(p.numel() for p in {p.data_ptr(): p for p in model.parameters()}.values())
+
+
+def linear_sizes(model) -> dict[str, int]:
+    """Weight elements of every linear layer by name (before quantizing)."""
+    from torch import nn
+
+    return {name: m.weight.numel() for name, m in model.named_modules() if isinstance(m, nn.Linear)}
+
+
+def quantized_layers_bytes(folder: Path, linears: dict[str, int]) -> dict[str, int]:
+    """Bytes the quantized layers take in the folder's weight files, and what the same
+    layers take in float16: the ratio without the tensors left in float (embeddings, norms)."""
+    from safetensors import safe_open
+
+    stored, names = 0, set()
+    for file in Path(folder).glob("*.safetensors"):
+        with safe_open(str(file), "pt") as fh:
+            for key in fh.keys():
+                name, _, suffix = key.rpartition(".")
+                if suffix in QUANTIZED_SUFFIXES and name in linears:
+                    names.add(name)
+                    view = fh.get_slice(key)
+                    stored += math.prod(view.get_shape()) * _ITEMSIZE[view.get_dtype()]
+    return {"bytes": stored, "fp16_bytes": 2 * sum(linears[n] for n in names), "layers": len(names)}
 
 
 def weight_bytes(folder: Path) -> int:

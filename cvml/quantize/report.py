@@ -54,10 +54,11 @@ def render_markdown(r: dict[str, Any]) -> str:
         f"| perplexity per assistant token ({ppl['source']['examples']} validation records) "
         f"| {ppl['source']['ppl']:.4f} | {ppl['quantized']['ppl']:.4f} | {ppl['increase']:+.2%} |",
         f"| weights on disk | {_mb(size['source_weights_bytes'])} | {_mb(size['quantized_weights_bytes'])} "
-        f"| {size['ratio_vs_fp16']:.2f}× the fp16 size ({_mb(size['fp16_bytes'])}) |",
+        f"| {size['ratio_vs_fp16']:.2f}× the fp16 size ({_mb(size['fp16_bytes'])}); the {size['quantized_layers']} "
+        f"quantized layers {size['quantized_layers_ratio_vs_fp16']:.2f}× |",
         f"| resident in memory | {mem['source_resident_mb']:.1f} MB | {mem['quantized_resident_mb']:.1f} MB "
         f"| {mem['quantized_resident_mb'] / max(mem['source_resident_mb'], 1e-9):.2f}× |",
-        f"| load time | {load['source']:.2f} s | {load['quantized']:.2f} s | |",
+        f"| load time (the source's includes first imports) | {load['source']:.2f} s | {load['quantized']:.2f} s | |",
     ]
     if mem.get("source_cuda_peak_mb") is not None:
         lines.append(f"| CUDA peak while evaluating | {mem['source_cuda_peak_mb']:.0f} MB | {mem['quantized_cuda_peak_mb']:.0f} MB | |")

@@ -322,7 +322,9 @@ async def list_models(request: Request) -> api.ModelList:
     return api.ModelList(data=cards)
 
 
-@api_router.post("/v1/feedback", response_model=api.FeedbackResponse, summary="The user's verdict on a response (A/B outcome)")
+@api_router.post(
+    "/v1/feedback", response_model=api.FeedbackResponse, summary="The user's verdict on a response (A/B outcome)"
+)
 async def feedback(body: api.FeedbackRequest, request: Request) -> api.FeedbackResponse:
     log = _context(request).request_log
     if log is None:
@@ -437,7 +439,9 @@ def create_app(
     app.state.cvml = ctx
     app.include_router(probes)
     app.include_router(api_router)
-    app.include_router(completions_router, dependencies=[Depends(_authorize), Depends(_not_draining)], responses=_DOCUMENTED_ERRORS)
+    app.include_router(
+        completions_router, dependencies=[Depends(_authorize), Depends(_not_draining)], responses=_DOCUMENTED_ERRORS
+    )
     app.add_exception_handler(ApiError, _on_api_error)
     app.add_exception_handler(RequestValidationError, _on_validation_error)
     app.add_exception_handler(StarletteHTTPException, _on_http_error)

@@ -214,7 +214,9 @@ def text_prompt_ids(tokenizer: Any, prompt: str | list[int]) -> list[int]:
     return list(prompt)
 
 
-def sampling(ctx: ServeContext, body: Any, prompt_len: int, context_length: int, default_temperature: float) -> SamplingParams:
+def sampling(
+    ctx: ServeContext, body: Any, prompt_len: int, context_length: int, default_temperature: float
+) -> SamplingParams:
     """Decoding settings: max tokens capped by the server; unset, they fill the context left."""
     cap = ctx.settings.max_new_tokens
     asked = body.new_tokens()
@@ -262,13 +264,17 @@ async def chat_completions(body: api.ChatCompletionRequest, request: Request):
         id=f"chatcmpl-{gen.request_id}",
         created=int(time.time()),
         model=served.served_ref,
-        choices=[api.ChatChoice(message=api.AssistantMessage(content=text), finish_reason=_openai_finish(gen.finish_reason))],
+        choices=[
+            api.ChatChoice(message=api.AssistantMessage(content=text), finish_reason=_openai_finish(gen.finish_reason))
+        ],
         usage=gen.usage(),
     )
     return JSONResponse(completion.model_dump(), headers=gen.headers)
 
 
-@router.post("/v1/completions", response_model=api.Completion, summary="OpenAI text completion (SSE stream with stream: true)")
+@router.post(
+    "/v1/completions", response_model=api.Completion, summary="OpenAI text completion (SSE stream with stream: true)"
+)
 async def completions(body: api.CompletionRequest, request: Request):
     ctx: ServeContext = request.app.state.cvml
     served = ctx.pick(body.model, body.user)
@@ -382,7 +388,8 @@ def _chat_chunks(gen: Generation, include_usage: bool) -> AsyncIterator[str]:
         choices = [] if usage else [api.ChatChunkChoice(delta=api.ChatDelta(), finish_reason=reason)]
         return api.ChatCompletionChunk(**base, choices=choices, usage=usage)
 
-    role = _event(api.ChatCompletionChunk(**base, choices=[api.ChatChunkChoice(delta=api.ChatDelta(role="assistant", content=""))]))
+    opening = api.ChatChunkChoice(delta=api.ChatDelta(role="assistant", content=""))
+    role = _event(api.ChatCompletionChunk(**base, choices=[opening]))
     return _stream(gen, role, piece, final, include_usage)
 
 

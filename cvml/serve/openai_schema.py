@@ -74,11 +74,15 @@ class SamplingFields(OpenAIModel):
     model: ShortText | None = Field(
         None, description="A served model id (see GET /v1/models); absent = routed by the A/B split."
     )
-    max_tokens: int | None = Field(None, ge=1, description="New tokens at most (capped by the server's max_new_tokens).")
+    max_tokens: int | None = Field(
+        None, ge=1, description="New tokens at most (capped by the server's max_new_tokens)."
+    )
     temperature: float | None = Field(None, ge=0, le=2, description="0 = greedy; OpenAI's default 1.")
     top_p: float | None = Field(None, gt=0, le=1)
     n: int = Field(1, ge=1, le=1, description="Choices per request; cvml serves one.")
-    stop: ShortText | Annotated[list[ShortText], Field(max_length=4)] | None = Field(None, description="Up to 4 stop strings.")
+    stop: ShortText | Annotated[list[ShortText], Field(max_length=4)] | None = Field(
+        None, description="Up to 4 stop strings."
+    )
     seed: int | None = Field(None, ge=0, le=MAX_SEED)
     stream: bool = False
     stream_options: StreamOptions | None = None
@@ -97,7 +101,9 @@ class SamplingFields(OpenAIModel):
 
 class ChatCompletionRequest(SamplingFields):
     messages: list[ChatMessage] = Field(min_length=1, max_length=256)
-    max_completion_tokens: int | None = Field(None, ge=1, description="Newer name of max_tokens; wins when both are set.")
+    max_completion_tokens: int | None = Field(
+        None, ge=1, description="Newer name of max_tokens; wins when both are set."
+    )
 
     def new_tokens(self) -> int | None:
         return self.max_completion_tokens or self.max_tokens
@@ -114,7 +120,9 @@ class CompletionRequest(SamplingFields):
 
 class RewriteRequest(DomainModel):
     text: Text = Field(min_length=1, description="The CV text: a bullet, a section, or the material for a summary.")
-    task: Literal[TASKS] = Field(description="rewrite_bullet, tailor_section (needs job_description) or summary.")  # type: ignore[valid-type]
+    task: Literal[TASKS] = Field(  # type: ignore[valid-type]
+        description="rewrite_bullet, tailor_section (needs job_description) or summary."
+    )
     job_description: Text | None = Field(None, description="The job the text is tailored to.")
     user_id: ShortText | None = Field(None, description="Stable user id: sticky A/B assignment.")
     model: ShortText | None = Field(None, description="Pin a served model id instead of the A/B split.")
@@ -237,7 +245,9 @@ class ModelList(BaseModel):
 
 
 class PiiLeakCheck(BaseModel):
-    flagged: bool = Field(description="The output holds personal data found in neither the text nor the job description.")
+    flagged: bool = Field(
+        description="The output holds personal data found in neither the text nor the job description."
+    )
     types: list[str] = Field(description="PII types of the leaked items (EMAIL, PHONE, ...).")
     n_leaks: int
 
@@ -250,7 +260,9 @@ class Claim(BaseModel):
 
 
 class FabricationCheck(BaseModel):
-    flagged: bool = Field(description="The output states facts (numbers, employers, degrees) the inputs do not support.")
+    flagged: bool = Field(
+        description="The output states facts (numbers, employers, degrees) the inputs do not support."
+    )
     claims: list[Claim] = Field(description="The unsupported claims.")
     n_claims: int = Field(description="Every claim the output makes, supported or not.")
 
@@ -288,6 +300,9 @@ class ErrorResponse(BaseModel):
     error: ErrorDetail
 
 
-def error_body(message: str, type_: str, param: str | None = None, code: Any = None, request_id: str | None = None) -> dict:
+def error_body(
+    message: str, type_: str, param: str | None = None, code: Any = None, request_id: str | None = None
+) -> dict:
     """OpenAI's error envelope as plain data."""
-    return {"error": ErrorDetail(message=message, type=type_, param=param, code=code, request_id=request_id).model_dump()}
+    detail = ErrorDetail(message=message, type=type_, param=param, code=code, request_id=request_id)
+    return {"error": detail.model_dump()}

@@ -106,7 +106,6 @@ class ModelPool:
         self.drain_timeout_s = drain_timeout_s
         self.current: dict[str, ServedModel] = {}
         self.phase = "loading"  # loading | ready | draining | failed
-        self.error: BaseException | None = None
         self._retiring: set[ServedModel] = set()
         self._retire_tasks: set[asyncio.Task] = set()
         self._reload_lock: asyncio.Lock | None = None
@@ -133,9 +132,8 @@ class ModelPool:
                 served = await to_thread.run_sync(self._opener, name, ref)
                 self.current[name] = served
                 _log.info("variant %s serves %s (loaded in %.2f s)", name, served.served_ref, served.load_s)
-        except BaseException as exc:
+        except BaseException:
             self.phase = "failed"
-            self.error = exc
             raise
         if self.phase == "loading":
             self.phase = "ready"
@@ -145,7 +143,7 @@ class ModelPool:
         return self.phase == "ready"
 
     async def close(self) -> None:
-        """Stop every engine, current and retiring (in-flight generations end as cancelled)."""
+        """Stop every engine, current and retiring (generations still running end with an error)."""
         for task in list(self._retire_tasks):
             task.cancel()
         doomed = list(self.current.values()) + list(self._retiring)
@@ -220,8 +218,9 @@ class ModelPool:
         """Re-resolve every variant's reference; load and swap in each version that changed.
 
         Loading happens in a worker thread while the old version keeps serving; the swap is
-        one assignment on the event loop. Reloads never overlap (a second one waits).
-        A variant whose reference fails to resolve or load keeps its current model.
+        one assignment on the event loop. Both versions are in memory until the old one's
+        last request ends. Reloads never overlap (a second one waits). A variant whose
+        reference fails to resolve or load keeps its current model.
         """
         if self._reload_lock is None:
             self._reload_lock = asyncio.Lock()

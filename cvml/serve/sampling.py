@@ -137,6 +137,7 @@ def _sample_top_p(scores: torch.Tensor, temperature: torch.Tensor, top_p: torch.
     cumulative = sorted_probs.cumsum(dim=-1)
     # Keep the smallest prefix whose mass reaches top_p (always at least the top token).
     outside = (cumulative - sorted_probs) >= top_p.unsqueeze(1)
+    outside[:, 0] = False  # a top_p that rounds to 0 in float32 still keeps the top token
     sorted_probs = sorted_probs.masked_fill(outside, 0.0)
     cdf = sorted_probs.cumsum(dim=-1)
     target = (draws * cdf[:, -1]).unsqueeze(1)

@@ -29,7 +29,7 @@ from cvml.recipe import ServeSpec
 from cvml.serve.app import AppSettings, ServeContext, create_app
 from cvml.serve.pool import ModelPool, Opener, ServedModel
 from cvml.serve.requestlog import RequestLog
-from cvml.serve.router import Variant, parse_variants
+from cvml.serve.router import DEFAULT_EXPERIMENT, Variant, parse_variants
 
 _log = logging.getLogger("cvml.serve")
 SINGLE_VARIANT = "default"
@@ -62,6 +62,10 @@ def variants_of(spec: ServeSpec) -> list[Variant]:
         )
     if spec.variants:
         return parse_variants(spec.variants, spec.split)
+    if not spec.model and spec.experiment != DEFAULT_EXPERIMENT:
+        from cvml.abtest.experiments import load_experiment
+
+        return load_experiment(spec.experiment).variants  # recorded by `cvml abtest start`
     if not spec.model:
         raise ConfigError("no model to serve", hint="cvml serve PATH | NAME | NAME@ALIAS, or --variant a=REF ...")
     if spec.split:
@@ -161,7 +165,9 @@ def build_context(
         experiment=spec.experiment,
         drain_timeout_s=spec.drain_timeout_s,
     )
-    settings = AppSettings(api_key=api_key, max_new_tokens=spec.max_new_tokens, request_timeout_s=spec.request_timeout_s)
+    settings = AppSettings(
+        api_key=api_key, max_new_tokens=spec.max_new_tokens, request_timeout_s=spec.request_timeout_s
+    )
     return ServeContext(pool, settings, RequestLog(spec.log_db, log_text=spec.log_text), checks=checks)
 
 

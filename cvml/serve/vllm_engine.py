@@ -106,7 +106,9 @@ class UpstreamEngine:
         max_batch_size, max_queue: together, the requests in flight at most.
     """
 
-    def __init__(self, base_url: str, model_name: str, context_length: int, *, max_batch_size: int = 16, max_queue: int = 64):
+    def __init__(
+        self, base_url: str, model_name: str, context_length: int, *, max_batch_size: int = 16, max_queue: int = 64
+    ):
         self.base_url = base_url
         self.model_name = model_name
         self.context_length = context_length
