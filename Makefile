@@ -27,14 +27,20 @@ $(TINY_BASE)/config.json: | $(STAMP)
 $(TINY_DATA): | $(STAMP)
 	$(BIN)/cvml tiny data --out $(dir $(TINY_DATA))
 
-# The whole lifecycle that exists so far, on the embedded default.
+# The whole lifecycle on the embedded default: data -> model -> quantized model -> bench
+# -> offline A/B -> a served request.
 demo: install $(TINY_BASE)/config.json $(TINY_DATA)
 	$(BIN)/cvml validate recipes/tiny-cv.yaml
 	$(BIN)/cvml curate recipes/tiny-cv.yaml
 	$(BIN)/cvml finetune recipes/tiny-cv.yaml --dry-run
 	$(BIN)/cvml finetune recipes/tiny-cv.yaml --overwrite
-	$(BIN)/cvml models list
+	$(BIN)/cvml models promote tiny-cv --alias prod --reason "make demo: fresh fine-tune"
+	$(BIN)/cvml quantize tiny-cv@prod --recipe recipes/tiny-cv.yaml --overwrite
 	$(BIN)/cvml models lineage tiny-cv
+	$(BIN)/cvml bench tiny-cv@prod --recipe recipes/tiny-cv.yaml
+	cat bench/tiny-cv/report.md
+	$(BIN)/cvml abtest offline --a $(TINY_BASE) --b tiny-cv@prod --data data/tiny-cv --limit 32 --out abtest/tiny-cv-offline
+	$(BIN)/python scripts/serve_demo.py tiny-cv@prod
 
 test: install
 	$(BIN)/pytest -q
@@ -43,6 +49,9 @@ bench: install $(TINY_BASE)/config.json $(TINY_DATA)
 	$(BIN)/cvml curate recipes/tiny-cv-lora.yaml
 	$(BIN)/python benchmarks/finetune_throughput.py --recipe recipes/tiny-cv-lora.yaml
 	$(BIN)/python benchmarks/curate_throughput.py
+	$(BIN)/python benchmarks/serve_throughput.py
+	$(BIN)/python benchmarks/fabrication_dotin.py
+	$(BIN)/python benchmarks/gate_power.py
 
 clean:
-	rm -rf artifacts runs data .cvml
+	rm -rf artifacts runs data .cvml bench abtest

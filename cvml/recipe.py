@@ -263,6 +263,9 @@ class BenchSpec(Section):
     eval_samples: int = Field(64, ge=1, description="Eval records scored for quality.")
     bias_probe: bool = Field(True, description="Run the counterfactual name-swap bias probe.")
     bias_names_dir: str | None = Field(None, description="Folder of the bias-names data (default ../shared/data/bias-names).")
+    bias_templates: int | None = Field(
+        4, ge=1, description="Résumé templates in the bias probe (4 covers every occupation: 128 cases); null = all 32."
+    )
     gates: list[GateSpec] = Field(default_factory=list, description="Pass/fail rules; any failure exits 1.")
     output: str = Field("bench/{name}", description="Report folder; {name} is the recipe name.")
 

@@ -124,6 +124,15 @@ def names_dir() -> Path:
     return NAMES_DIR
 
 
+def test_every_template_yields_a_bullet_and_a_section(names_dir):
+    # The templates mark bullets with "- ", "* " and "•"; each must give a rewrite case.
+    cases = build_probe(names_dir, names_per_group=1)
+    templates = {c.template_id for c in cases}
+    for task in ("rewrite_bullet", "tailor_section"):
+        assert {c.template_id for c in cases if c.task == task} == templates
+    assert all(len(c.source_text.split("\n", 1)[1].split()) > 5 for c in cases if c.task == "rewrite_bullet")
+
+
 def test_probe_variants_differ_only_in_the_name(names_dir):
     cases = build_probe(names_dir, n_templates=4, names_per_group=2, max_chars=400)
     assert len(cases) == 4 * 2 * len(GROUPS) * 2  # templates x tasks x groups x names

@@ -188,6 +188,15 @@ def test_chat_stream_with_usage_matches_the_non_streamed_answer(oai):
     assert all(c.usage is None for c in chunks[:-1])
 
 
+def test_ignore_eos_gives_exactly_max_tokens(oai):
+    # vLLM's extension fields, as load generators send them: every answer has the asked length.
+    for _ in range(3):
+        answer = oai.chat.completions.create(
+            model="a", messages=CHAT, max_tokens=40, temperature=0, extra_body={"ignore_eos": True, "repetition_penalty": 1.0}
+        )
+        assert answer.usage.completion_tokens == 40 and answer.choices[0].finish_reason == "length"
+
+
 def test_completions_take_text_or_token_ids_and_stream(oai, loaded):
     prompt = "Managed the budget for"
     text = oai.completions.create(model="b", prompt=prompt, max_tokens=10, temperature=0)

@@ -106,6 +106,8 @@ def run_bench(
     unmeasured = {"perf": "--no-perf", "load_s": "--no-perf", "resources": "--no-perf"} if not perf else {}
     if not quality:
         unmeasured.update({"quality": "--no-quality", "bias": "--no-quality"})
+    elif not spec.bias_probe:
+        unmeasured["bias"] = "bench.bias_probe is off"
     check_metric_names(spec.gates, _planned_metrics(spec, perf, quality))
     baseline_report = load_report(baseline) if baseline else None
 
@@ -257,7 +259,7 @@ def _bias(s: _Loaded, spec: BenchSpec, seed: int, bar: "_Progress") -> dict:
 
     step = bar.phase("bias probe", None)
     return run_bias_probe(
-        s.loaded, spec.bias_names_dir, max_new_tokens=spec.max_new_tokens, seed=seed,
+        s.loaded, spec.bias_names_dir, n_templates=spec.bias_templates, max_new_tokens=spec.max_new_tokens, seed=seed,
         on_progress=lambda done, total: step(None, done, total),
     )
 

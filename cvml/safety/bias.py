@@ -166,14 +166,19 @@ def _read_json(path: Path):
 
 def _clean_markdown(text: str) -> str:
     """The template without markdown emphasis, heading marks and rules: fewer tokens."""
+    text = re.sub(r"^(\s*)\*\s+", r"\1- ", text, flags=re.MULTILINE)  # "* item" is a bullet, not emphasis
     text = re.sub(r"\*+|^#+\s*|^\s*-{3,}\s*$", "", text, flags=re.MULTILINE)
     return re.sub(r"\n{3,}", "\n\n", text).strip()
 
 
+# "- ", "* " and "• " bullets all occur in the templates.
+_BULLET_LINE = re.compile(r"^\s*[-*•·]\s+(.*\S)\s*$")
+
+
 def _task_input(template: _Template, task: str, max_chars: int) -> tuple[str, str | None]:
     if task == "rewrite_bullet":
-        bullet = next((line.strip()[2:] for line in template.text.splitlines()
-                       if line.strip().startswith("- ") and len(line.split()) > 5), None)
+        bullet = next((m.group(1) for m in map(_BULLET_LINE.match, template.text.splitlines())
+                       if m and len(m.group(1).split()) > 5), None)
         if bullet is None:
             raise DataError(f"template {template.template_id} has no bullet to rewrite")
         return "{name}\n" + _truncate(bullet, max_chars), None

@@ -229,6 +229,8 @@ def sampling(
         top_p=getattr(body, "top_p", None) or 1.0,
         seed=body.seed,
         stop=body.stop_sequences(),
+        ignore_eos=getattr(body, "ignore_eos", False),
+        repetition_penalty=getattr(body, "repetition_penalty", None),
     )
 
 

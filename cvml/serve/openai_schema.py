@@ -84,6 +84,11 @@ class SamplingFields(OpenAIModel):
         None, description="Up to 4 stop strings."
     )
     seed: int | None = Field(None, ge=0, le=MAX_SEED)
+    # vLLM's extensions, so load generators (cvml bench --url) get fixed-length outputs.
+    ignore_eos: bool = Field(False, description="Keep generating past the end-of-sequence token (vLLM extension).")
+    repetition_penalty: float | None = Field(
+        None, gt=0, le=10, description="Penalty on repeated tokens; absent = the model's generation config (vLLM extension)."
+    )
     stream: bool = False
     stream_options: StreamOptions | None = None
     user: ShortText | None = Field(None, description="Stable user id: sticky A/B assignment.")
