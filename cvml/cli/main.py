@@ -32,8 +32,11 @@ class _CvmlGroup(TyperGroup):
     """Root group: every CvmlError raised below it becomes message + hint + exit code."""
 
     def invoke(self, ctx):  # noqa: D102 - click API
+        from cvml.cli._output import results_only_on_stdout
+
         try:
-            return super().invoke(ctx)
+            with results_only_on_stdout():
+                return super().invoke(ctx)
         except CvmlError as exc:
             if os.environ.get("CVML_DEBUG") == "1":
                 raise
