@@ -14,9 +14,7 @@ the same name would mix its traffic with the first one's.
 
 from __future__ import annotations
 
-import getpass
 import json
-import os
 import re
 import sqlite3
 from collections.abc import Iterator
@@ -28,6 +26,7 @@ from typing import Any
 from cvml.errors import CvmlError
 from cvml.registry import Registry, db
 from cvml.registry.refs import did_you_mean
+from cvml.registry.store import current_actor
 from cvml.serve.router import Variant, parse_variants
 
 _NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
@@ -141,7 +140,7 @@ class ExperimentStore:
                 )
             conn.execute(
                 f"INSERT INTO experiments ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (name, a, b, a_version, b_version, _normal_split(split), RUNNING, db.utc_now(), None, _actor(actor), None),
+                (name, a, b, a_version, b_version, _normal_split(split), RUNNING, db.utc_now(), None, current_actor(actor), None),
             )
             return _get(conn, name)
 
@@ -226,14 +225,3 @@ def _names(conn: sqlite3.Connection) -> list[str]:
 def _normal_split(split: str) -> str:
     """"90 / 10" → "90/10"; weights print without a trailing .0."""
     return "/".join(f"{float(part):g}" for part in split.split("/"))
-
-
-def _actor(actor: str | None) -> str:
-    if actor:
-        return actor
-    if os.environ.get("CVML_ACTOR"):
-        return os.environ["CVML_ACTOR"]
-    try:
-        return getpass.getuser()
-    except (OSError, KeyError):  # no login name in some containers
-        return "unknown"

@@ -32,8 +32,10 @@ class _CvmlGroup(TyperGroup):
     """Root group: every CvmlError raised below it becomes message + hint + exit code."""
 
     def invoke(self, ctx):  # noqa: D102 - click API
+        from cvml._quiet import quiet_import_noise
         from cvml.cli._output import results_only_on_stdout
 
+        quiet_import_noise()
         try:
             with results_only_on_stdout():
                 return super().invoke(ctx)

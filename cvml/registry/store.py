@@ -105,7 +105,7 @@ class Registry:
         # Hash datasets before taking the write lock: hashing can take a while.
         dataset_refs = [_dataset_ref(item) for item in datasets or ()]
         meta_json = _to_json(metadata or {})
-        who = _actor(actor)
+        who = current_actor(actor)
         with self._connect() as conn, db.write_transaction(conn):
             parent_version = self._resolve(conn, parent) if parent else None
             if parent_version is not None and not parent_version.registered:
@@ -154,7 +154,7 @@ class Registry:
             RegistryError: invalid alias, unknown reference, or an unregistered path.
         """
         check_alias(alias)
-        who = _actor(actor)
+        who = current_actor(actor)
         with self._connect() as conn, db.write_transaction(conn):
             target = self._resolve(conn, ref)
             if not target.registered:
@@ -189,7 +189,7 @@ class Registry:
             RegistryError: unknown name or alias, or the alias is at the bottom of its stack.
         """
         check_name(name)
-        who = _actor(actor)
+        who = current_actor(actor)
         with self._connect() as conn, db.write_transaction(conn):
             self._require_name(conn, name)
             stack = _stack(conn, name, alias)
@@ -476,7 +476,8 @@ def _log(
     return Event(cursor.lastrowid, at, actor, action, name, alias, from_version, to_version, reason)
 
 
-def _actor(actor: str | None) -> str:
+def current_actor(actor: str | None) -> str:
+    """Who does it, for audit rows: the given name, $CVML_ACTOR, or the login name."""
     if actor:
         return actor
     if os.environ.get("CVML_ACTOR"):
