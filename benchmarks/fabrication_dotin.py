@@ -1,7 +1,7 @@
 """Fabrication check quality: planted fabrications caught, faithful rewrites let through.
 
 Two sets of cases, all offline:
-1. dotin (../shared/data/cv-dotin-545): lines of 310 real CVs that hold gold spans
+1. dotin (tests/data/cv-dotin-545, CC0): lines of 310 real CVs that hold gold spans
    (Companies worked at, Degree, College Name, Graduation Year, Years of Experience) or
    numbers are the sources. A faithful rewrite applies one to three fact-keeping
    transformations (reordering clauses, an action-verb opener, dropping filler, changing
@@ -19,7 +19,7 @@ Two sets of cases, all offline:
 The table goes to stderr with examples of misses and false flags; the last stdout line
 is one JSON object (top level: the dotin figures; "synthetic" beside them).
 
-    python benchmarks/fabrication_dotin.py [--data ../shared/data/cv-dotin-545] [--cvs N] [--people 300]
+    python benchmarks/fabrication_dotin.py [--data tests/data/cv-dotin-545] [--cvs N] [--people 300]
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ from cvml.safety.pii_phones import find_phones
 from cvml.tiny import vocab
 from cvml.tiny.synth import generate_records
 
-DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "cv-dotin-545"
+DEFAULT_DATA = Path(__file__).resolve().parents[1] / "tests" / "data" / "cv-dotin-545"
 FACT_LABELS = ("Companies worked at", "Degree", "College Name", "Graduation Year", "Years of Experience")
 _TAG = re.compile(r'<label type="([^"]+)">|</label>')
 _ESCAPED_BYTES = re.compile(r"(?:\\x[0-9a-fA-F]{2})+")
@@ -705,7 +705,7 @@ def main() -> None:
     parser.add_argument("--show", type=int, default=10, help="Misses and false flags to print per set.")
     args = parser.parse_args()
     if not args.data.is_dir():
-        sys.exit(f"{args.data} not found: the dotin CVs live in ../shared/data beside the repository")
+        sys.exit(f"{args.data} not found: the dotin CVs live in tests/data/cv-dotin-545 of the repository")
     result, tallies = run(args.data, args.cvs, args.per_cv, args.people, args.seed)
     log = lambda msg="": print(msg, file=sys.stderr)  # noqa: E731
     for name, summary in (("dotin", result), ("synthetic", result["synthetic"])):

@@ -1,7 +1,7 @@
 """PII detection quality and speed: cvml.safety.pii against labelled data.
 
 Three measurements, all offline:
-1. dotin (../shared/data/cv-dotin-545): 310 real CVs with inline gold labels. NAME is
+1. dotin (tests/data/cv-dotin-545, CC0): 310 real CVs with inline gold labels. NAME is
    scored against gold Name and EMAIL against gold Email Address, span level (a span counts
    if it overlaps one on the other side) and character level. The gold labels only the
    CV owner's name and email, so the names of referees and the emails of others count
@@ -23,7 +23,7 @@ Three measurements, all offline:
 It also checks that redacting twice changes nothing. The table goes to stderr; the last
 stdout line is one JSON object.
 
-    python benchmarks/pii_dotin.py [--data ../shared/data/cv-dotin-545] [--people 2000] [--show 40]
+    python benchmarks/pii_dotin.py [--data tests/data/cv-dotin-545] [--people 2000] [--show 40]
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ from cvml.safety.pii import PII_TYPES, PiiRedactor, PiiSpan, Placeholders
 from cvml.tiny import vocab
 from cvml.tiny.synth import generate_records
 
-DEFAULT_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "cv-dotin-545"
+DEFAULT_DATA = Path(__file__).resolve().parents[1] / "tests" / "data" / "cv-dotin-545"
 GOLD_FOR = {"NAME": "Name", "EMAIL": "Email Address"}
 NOT_PII_LABELS = {"Companies worked at", "Designation", "Degree", "College Name", "Graduation Year",
                   "Years of Experience", "Job Specific Skills", "Soft Skills", "Tech Tools"}

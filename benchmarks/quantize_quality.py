@@ -130,7 +130,7 @@ def _quantize(args, method: str, work: Path):
 
 def _latency(args, source, int8_dir, gptq_dir=None) -> dict:
     """Per-token decode latency of fp32 vs int8 (and GPTQ when given), interleaved on the same prompts."""
-    from cvml.bench.quality import build_prompt
+    from cvml.prompts import render_prompt
     from cvml.data.records import load_records
     from cvml.modelio import load_for_inference
 
@@ -139,7 +139,7 @@ def _latency(args, source, int8_dir, gptq_dir=None) -> dict:
         models["gptq"] = load_for_inference(gptq_dir, device="cpu")
     tokenizer = models["fp32"].tokenizer
     records, _ = load_records(args.data, "validation")
-    prompts = [build_prompt(tokenizer, r.task, r.source_text, r.job_description) for r in records[: args.prompts]]
+    prompts = [render_prompt(tokenizer, r.task, r.source_text, r.job_description) for r in records[: args.prompts]]
     ids = [tokenizer(p, add_special_tokens=False, return_tensors="pt")["input_ids"] for p in prompts]
     for loaded in models.values():  # warm up allocators and kernels
         _generate(loaded.model, ids[0], 2)

@@ -53,3 +53,8 @@ class ResumeError(CvmlError):
 
 class RegistryError(CvmlError):
     """A model name, version or alias is unknown, or a registry operation is not possible."""
+
+
+class QuantizeError(CvmlError):
+    """A quantization cannot run: a missing optional dependency, a layer shape the method
+    cannot handle, or a saved model that does not reproduce the quantized one."""

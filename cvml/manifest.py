@@ -14,9 +14,10 @@ from typing import Any
 
 from cvml import __version__
 
-_LIBRARIES = (
+# What shapes any artifact's numbers; optional backends are recorded when installed.
+LIBRARIES = (
     "torch", "transformers", "peft", "accelerate", "datasets", "tokenizers", "safetensors", "pydantic",
-    "pyarrow", "datasketch", "ftfy", "phonenumbers", "py3langid",
+    "pyarrow", "datasketch", "ftfy", "phonenumbers", "py3langid", "gptqmodel", "optimum",
 )
 
 
@@ -40,9 +41,10 @@ def sha256_tree(path: str | Path) -> str:
     return h.hexdigest()
 
 
-def library_versions() -> dict[str, str | None]:
+def library_versions(names: tuple[str, ...] = LIBRARIES) -> dict[str, str | None]:
+    """Installed version of each library (None: not installed)."""
     versions: dict[str, str | None] = {}
-    for name in _LIBRARIES:
+    for name in names:
         try:
             versions[name] = metadata.version(name)
         except metadata.PackageNotFoundError:

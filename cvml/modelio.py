@@ -113,22 +113,69 @@ def resolve_model(ref: str | Path, registry: Any = None) -> ModelRef:
     )
 
 
-def pick_device(device: str = "auto") -> str:
+def pick_device(device: str = "auto", *, setting: str = "device") -> str:
+    """'cpu', 'cuda' or 'cuda:N' from a setting that may say 'auto'; asking for CUDA
+    without a GPU is an error, never a silent fallback.
+
+    Raises:
+        DeviceError: CUDA was asked for and there is none (the hint names `setting`).
+    """
     import torch
 
-    if device == "cuda" and not torch.cuda.is_available():
-        raise DeviceError("device 'cuda' was asked for but no CUDA GPU is available here", hint="Use --device cpu (or auto).")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise DeviceError(
+            f"{setting} is {device!r} but no CUDA GPU is available here",
+            hint=f"Set {setting} to cpu (or auto), or run on a machine with a GPU.",
+        )
     if device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     return device
 
 
 def pick_dtype(dtype: str, device: str):
+    """The torch dtype for a setting that may say 'auto' (bf16 on a GPU that has it, else fp32)."""
     import torch
 
     if dtype == "auto":
-        return torch.bfloat16 if device == "cuda" and torch.cuda.is_bf16_supported() else torch.float32
+        return torch.bfloat16 if device.startswith("cuda") and torch.cuda.is_bf16_supported() else torch.float32
     return getattr(torch, dtype)
+
+
+def check_local(base: str) -> None:
+    """A base that can only be a path (hub ids are `org/name`) and does not exist is a
+    typo or a missing build step: say so before transformers tries the hub.
+
+    Raises:
+        ModelError: the path does not exist.
+    """
+    looks_local = base.startswith((".", "/", "~")) or base.count("/") > 1
+    if looks_local and not Path(base).expanduser().exists():
+        raise ModelError(
+            f"model path does not exist: {base}",
+            hint="Build the embedded default with `cvml tiny model`, or set model.base to a hub id or folder.",
+        )
+
+
+def load_tokenizer(base: str | Path, *, revision: str | None = None, trust_remote_code: bool = False):
+    """The tokenizer of a base model (hub id or folder), with a pad token.
+
+    Raises:
+        ModelError: it cannot be loaded.
+    """
+    from transformers import AutoTokenizer
+
+    check_local(str(base))
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(base, revision=revision, trust_remote_code=trust_remote_code)
+    except (OSError, ValueError) as exc:
+        raise ModelError(
+            f"cannot load a tokenizer from {str(base)!r}: {exc}",
+            hint="Check model.base (hub id or local folder) and network access to the hub.",
+        ) from None
+    if tokenizer.pad_token_id is None:
+        # Padding never reaches a loss or an output (masked / cut), any id works.
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
 
 
 def load_for_inference(
@@ -146,8 +193,6 @@ def load_for_inference(
     torch_dtype = pick_dtype(dtype, device)
     tokenizer = load_inference_tokenizer(model_ref.path)
     if model_ref.kind == "quantized":
-        from cvml.quantize.load import load_quantized
-
         model = load_quantized(model_ref.path, device=device)
     elif model_ref.kind == "adapter":
         from peft import AutoPeftModelForCausalLM
@@ -181,23 +226,38 @@ def load_for_inference(
     )
 
 
+def load_quantized(folder: Path, device: str):
+    """The model in a folder written by `cvml quantize`, in eval mode, on `device`: the
+    manifest names the method, the method's backend knows its format.
+
+    Raises:
+        ModelError: the manifest does not name a known method.
+        QuantizeError: the method's optional dependencies are not installed.
+        DeviceError: the method cannot run on `device`.
+    """
+    from cvml.quantization import METHODS
+
+    folder = Path(folder)
+    name = (read_manifest(folder).get("quantize") or {}).get("method")
+    method = METHODS.get(name)
+    if method is None:
+        raise ModelError(
+            f"{folder}/manifest.json does not name a quantization method cvml knows ({name!r})",
+            hint=f"cvml writes one of {', '.join(METHODS)}; re-run cvml quantize for this model.",
+        )
+    return method.module().load_model(folder, device)
+
+
 def load_inference_tokenizer(folder: Path):
     """The tokenizer saved with the model; refuses one without a chat template.
 
     Raises:
         ModelError: no tokenizer, or no chat template.
     """
-    from transformers import AutoTokenizer
-
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(folder)
-    except (OSError, ValueError) as exc:
-        raise ModelError(f"cannot load the tokenizer stored in {folder}: {exc}") from None
+    tokenizer = load_tokenizer(folder)
     if not tokenizer.chat_template:
         raise ModelError(
             f"{folder} stores no chat template",
             hint="cvml builds prompts with the model's own template; save the tokenizer (with its chat template) next to the model.",
         )
-    if tokenizer.pad_token_id is None:
-        tokenizer.pad_token = tokenizer.eos_token
     return tokenizer

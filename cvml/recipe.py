@@ -195,7 +195,7 @@ class QuantizeSpec(Section):
 
     @model_validator(mode="after")
     def _method_can_do_it(self) -> "QuantizeSpec":
-        from cvml.quantize.methods import METHODS
+        from cvml.quantization import METHODS
         from cvml.registry.refs import did_you_mean
 
         method = METHODS.get(self.method)
@@ -262,7 +262,7 @@ class BenchSpec(Section):
     eval_data: str | None = Field(None, description="Eval records (.jsonl or curated folder); default: curate output's test split.")
     eval_samples: int = Field(64, ge=1, description="Eval records scored for quality.")
     bias_probe: bool = Field(True, description="Run the counterfactual name-swap bias probe.")
-    bias_names_dir: str | None = Field(None, description="Folder of the bias-names data (default ../shared/data/bias-names).")
+    bias_names_dir: str | None = Field(None, description="Folder of the bias-names data (default: the data shipped with cvml).")
     bias_templates: int | None = Field(
         4, ge=1, description="Résumé templates in the bias probe (4 covers every occupation: 128 cases); null = all 32."
     )
@@ -380,16 +380,53 @@ class Recipe(Section):
 # --------------------------------------------------------------------------- loading
 
 
-def load_recipe(path: str | Path, overrides: list[str] | None = None, require: tuple[str, ...] = ()) -> Recipe:
-    """Read a YAML recipe, apply `--set a.b=c` overrides, validate everything at once.
+def resolve_recipe(
+    path: str | Path | None,
+    sets: list[str] | None = None,
+    flags: dict[str, Any] | None = None,
+    *,
+    require: tuple[str, ...] = (),
+    name: str = "cvml",
+    unset: tuple[str, ...] = (),
+) -> Recipe:
+    """The recipe a command runs with: defaults < YAML < `--set a.b=c` < explicit flags,
+    validated once, every problem reported together.
 
-    `require` names the sections the calling command reads (e.g. finetune: model, data);
-    a missing one is reported with the other problems.
+    Args:
+        path: the YAML recipe, or None for the defaults (then `name` names the recipe).
+        sets: `--set` overrides, parsed as YAML values (`1e-4`, `true`, `[q, v]`).
+        flags: dotted path -> typed value of the command's own options; None means "not
+            given" and leaves the field alone. Values are placed as they are, never
+            re-parsed, so `--output-dir 2024` stays the string "2024".
+        require: the sections the command reads; a missing one is reported with the rest.
+        unset: dotted paths a given flag replaces as a group (e.g. `--model` drops the
+            YAML's variants and split), removed before the flags are placed.
 
     Raises:
         RecipeError: missing file, bad YAML, bad override, or validation problems (all listed).
     """
-    path = Path(path)
+    data = _read_yaml(Path(path)) if path is not None else {"name": name}
+    data = apply_overrides(data, sets or [])
+    for key in unset:
+        *parents, leaf = key.split(".")
+        node = data
+        for part in parents:
+            node = node.get(part) if isinstance(node, dict) else None
+        if isinstance(node, dict):
+            node.pop(leaf, None)
+    for key, value in (flags or {}).items():
+        if value is not None:
+            _place(data, key.split("."), value, item=f"{key}={value}")
+    source = str(path) if path is not None else "the command line"
+    return validate_recipe(data, source=source, require=require)
+
+
+def load_recipe(path: str | Path, overrides: list[str] | None = None, require: tuple[str, ...] = ()) -> Recipe:
+    """A YAML recipe with `--set` overrides (`resolve_recipe` without flags)."""
+    return resolve_recipe(path, overrides, require=require)
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
     if not path.is_file():
         raise RecipeError(
             f"recipe file not found: {path}",
@@ -408,8 +445,7 @@ def load_recipe(path: str | Path, overrides: list[str] | None = None, require: t
         raw = {}
     if not isinstance(raw, dict):
         raise RecipeError(f"{path} must hold a mapping of sections, not a {type(raw).__name__}")
-    data = apply_overrides(raw, overrides or [])
-    return validate_recipe(data, source=str(path), require=require)
+    return raw
 
 
 def validate_recipe(data: dict[str, Any], source: str = "<recipe>", require: tuple[str, ...] = ()) -> Recipe:
@@ -456,17 +492,20 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
             parsed = yaml.safe_load(value) if value.strip() else None
         except yaml.YAMLError:
             parsed = value
-        node = data
-        parts = key.split(".")
-        for i, part in enumerate(parts[:-1]):
-            child = node.get(part)
-            if child is None:
-                child = node[part] = {}
-            elif not isinstance(child, dict):
-                raise RecipeError(f"bad override {item!r}: {'.'.join(parts[: i + 1])} is not a section")
-            node = child
-        node[parts[-1]] = parsed
+        _place(data, key.split("."), parsed, item)
     return data
+
+
+def _place(data: dict[str, Any], parts: list[str], value: Any, item: str) -> None:
+    node = data
+    for i, part in enumerate(parts[:-1]):
+        child = node.get(part)
+        if child is None:
+            child = node[part] = {}
+        elif not isinstance(child, dict):
+            raise RecipeError(f"bad override {item!r}: {'.'.join(parts[: i + 1])} is not a section")
+        node = child
+    node[parts[-1]] = value
 
 
 def _describe(err: dict[str, Any]) -> tuple[str, str]:

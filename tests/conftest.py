@@ -13,9 +13,6 @@ import yaml
 os.environ.setdefault("OMP_NUM_THREADS", "2")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared"
-
-
 @pytest.fixture(autouse=True)
 def cvml_home(tmp_path, monkeypatch) -> Path:
     home = tmp_path / "cvml-home"

@@ -121,8 +121,8 @@ def test_offline_ab_of_a_model_against_itself(tiny_base, eval_file, tmp_path):
     registry.promote("cv@1", "prod")
     spec = AbtestSpec(max_new_tokens=8, bootstrap_resamples=999, min_samples=10)
     progress = []
-    result = run_offline("cv@prod", "cv@2", eval_file, spec, device="cpu", on_progress=lambda d, t: progress.append((d, t)))
-    assert result.n == 12 and progress[-1] == (12, 12)
+    result = run_offline("cv@prod", "cv@2", eval_file, spec, device="cpu", on_progress=lambda e: progress.append((e.phase, e.done, e.total)))
+    assert result.n == 12 and progress[-1] == ("answering", 12, 12)
     assert (result.a["ref"], result.b["ref"]) == ("cv@1", "cv@2")
     # Same weights, same greedy decoding: every quality metric ties on every example.
     assert all(pair["output_a"] == pair["output_b"] for pair in result.pairs)

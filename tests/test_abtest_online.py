@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from cvml.abtest.decision import DONT_SHIP, INCONCLUSIVE, SHIP
-from cvml.abtest.experiments import ExperimentError, ExperimentStore, load_experiment
+from cvml.registry.experiments import ExperimentError, ExperimentStore, load_experiment
 from cvml.abtest.online import analyze_experiment, analyze_rows
 from cvml.abtest.promotion import stop_experiment
 from cvml.abtest.report import write_report

@@ -36,7 +36,7 @@ def bench_run(tiny_base, tmp_path_factory):
     """One bench of the tiny model (engine, concurrency 1 and 2), gates that pass."""
     out = tmp_path_factory.mktemp("bench") / "out"
     spec = small(gates=[GateSpec(metric="perf.c2.e2e_p95_s", max=120), GateSpec(metric="perf.c1.error_rate", max=0)])
-    return run_bench(str(tiny_base), spec, name="tiny", out_dir=out, quality=False, progress=False)
+    return run_bench(str(tiny_base), spec, name="tiny", out_dir=out, quality=False)
 
 
 def test_end_to_end_report_has_sane_numbers(bench_run):
@@ -86,7 +86,7 @@ def test_saved_baseline_from_another_machine_warns_loudly(bench_run, tiny_base, 
     path = tmp_path / "baseline.json"
     path.write_text(json.dumps(baseline))
     spec = small(concurrency=[1], gates=[GateSpec(metric="perf.c1.output_tokens_per_s", max_drop=0.95)])
-    result = run_bench(str(tiny_base), spec, name="tiny", out_dir=tmp_path / "out", baseline=path, quality=False, progress=False)
+    result = run_bench(str(tiny_base), spec, name="tiny", out_dir=tmp_path / "out", baseline=path, quality=False)
     assert any(w.startswith("FINGERPRINT MISMATCH") and "Some Other CPU" in w for w in result.warnings)
     here = result.report["fingerprint"]["cpu_model"]
     assert result.report["baseline"]["fingerprint_differences"] == [f"cpu_model: {here!r} ≠ 'Some Other CPU'"]
@@ -99,7 +99,6 @@ def test_baseline_model_trials_are_interleaved_and_paired(tiny_base, tmp_path):
     spec = small(concurrency=[2], gates=[GateSpec(metric="perf.c2.output_tokens_per_s", max_drop=0.9)])
     result = run_bench(
         str(tiny_base), spec, name="tiny", out_dir=tmp_path / "out", baseline_model=str(tiny_base), quality=False,
-        progress=False,
     )
     cand, base = result.report, result.baseline_report
     assert cand["pairing"]["run_id"] == base["pairing"]["run_id"] and cand["pairing"]["interleaved"]
@@ -116,7 +115,6 @@ def test_refused_requests_count_as_errors_and_fail_latency_gates(tiny_base, tmp_
     spec = small(concurrency=[2], trials=1, warmup_requests=0, gates=[GateSpec(metric="perf.c2.e2e_p95_s", max=10)])
     result = run_bench(
         str(tiny_base), spec, name="tiny", out_dir=tmp_path / "out", serve=ServeSpec(max_queue=0), quality=False,
-        progress=False,
     )
     m = result.report["metrics"]["perf"]["c2"]
     assert m["error_rate"] == 1.0 and m["errors"] == REQUESTS and m["e2e_p95_s"] is None
@@ -131,7 +129,7 @@ def test_url_mode_measures_a_real_cvml_server(tiny_base, tmp_path):
         model_id = httpx.get(f"{server.url}/v1/models").json()["data"][0]["id"]
         result = run_bench(
             model_id, small(concurrency=[2], trials=2), name="tiny", out_dir=tmp_path / "out", url=server.url,
-            quality=False, progress=False,
+            quality=False,
         )
     report = result.report
     m = report["metrics"]["perf"]["c2"]
@@ -210,7 +208,7 @@ def test_quality_run_stores_per_example_values_and_gates_them_paired(tiny_base, 
     spec = small(gates=[GateSpec(metric="quality.chrf", max_drop=0.5), GateSpec(metric="quality.empty_rate", max=1.0)])
     result = run_bench(
         str(tiny_base), spec, name="tiny", out_dir=tmp_path / "out", baseline_model=str(tiny_base), perf=False,
-        eval_data=eval_file, progress=False,
+        eval_data=eval_file,
     )
     report = result.report
     assert [row["id"] for row in report["samples"]["quality"]] == [r.id for r in records]

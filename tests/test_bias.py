@@ -1,5 +1,5 @@
-"""Counterfactual bias probe: the probe built from ../shared/data/bias-names (skipped
-without it), and the analysis on constructed outputs — identical outputs show no bias,
+"""Counterfactual bias probe: the probe built from the bias-names data packaged with cvml
+(cvml/safety/data/bias_names), and the analysis on constructed outputs — identical outputs show no bias,
 outputs that are worse for one group are caught, the name itself never counts."""
 
 from __future__ import annotations
@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 
 from cvml.errors import ConfigError, DataError
-from cvml.safety.bias import GROUPS, NEUTRAL_NAME, ProbeCase, analyze_bias, build_probe, holm
+from cvml.safety.bias import (
+    GROUPS, NEUTRAL_NAME, ProbeCase, analyze_bias, build_probe, default_names_dir, holm, load_names,
+)
 
-SHARED = Path(__file__).resolve().parents[2] / "shared"
-NAMES_DIR = SHARED / "data" / "bias-names"
 # Names of very different lengths, so that a metric that counted the name would differ.
 NAMES = {"W-M": "Al Li", "W-F": "Maximiliana Fernandez Castillo", "B-M": "Jo Ng", "B-F": "Oluwaseun Adebayo-Williams",
          "A-M": "Bo Wu", "A-F": "Anastasia Konstantinopoulou", "H-M": "Ed Ox", "H-F": "Guadalupe Hernandez"}
@@ -119,9 +119,21 @@ def test_holm_adjusts_like_the_textbook():
 
 @pytest.fixture(scope="module")
 def names_dir() -> Path:
-    if not NAMES_DIR.is_dir():
-        pytest.skip(f"../shared not present: the bias-names data is not at {NAMES_DIR}")
-    return NAMES_DIR
+    return default_names_dir()
+
+
+def test_the_names_data_ships_with_cvml_under_its_licence(names_dir):
+    assert names_dir.is_dir() and names_dir.parts[-4:] == ("cvml", "safety", "data", "bias_names")
+    for file in ("top_mens_names.json", "top_womens_names.json", "resumes_to_rank.json", "LICENSE", "NOTICE"):
+        assert (names_dir / file).is_file(), file
+    assert "Apache License" in (names_dir / "LICENSE").read_text(encoding="utf-8")
+    assert "BloombergGraphics" in (names_dir / "NOTICE").read_text(encoding="utf-8")
+
+
+def test_the_probe_reads_the_packaged_names_by_default(names_dir):
+    assert build_probe(n_templates=1) == build_probe(names_dir, n_templates=1)
+    assert load_names() == load_names(names_dir)
+    assert len(load_names()) == len(GROUPS)
 
 
 def test_every_template_yields_a_bullet_and_a_section(names_dir):

@@ -10,6 +10,7 @@ import yaml
 from typer.testing import CliRunner
 
 from cvml.cli.main import app
+from cvml.progress import Progress
 
 runner = CliRunner()
 
@@ -43,7 +44,8 @@ def fake_offline(monkeypatch):
                   for i in range(40)]  # fmt: skip
         rows_b = [{**row, "chrf": row["chrf"] + 5} for row in rows_a]
         comparisons, decision = offline.analyze_pairs(rows_a, rows_b, spec, metrics or ["chrf"])
-        on_progress(40, 40)
+        if on_progress is not None:  # None under --json
+            on_progress(Progress("answering", 40, 40))
         info = {"ref": "cv@1", "path": "/m", "requested": a}
         return offline.OfflineResult(info, {**info, "ref": "cv@2", "requested": b}, str(data), comparisons, decision,
                                      [{"id": r["id"]} for r in rows_a], {"max_new_tokens": spec.max_new_tokens})  # fmt: skip

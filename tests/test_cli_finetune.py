@@ -117,3 +117,31 @@ def test_finetune_json_result(make_recipe):
     payload = json.loads(result.stdout)
     assert payload["steps"] == 4 and payload["registered"] == "cli@1"
     assert payload["final_eval_loss"] < payload["base_eval_loss"]
+
+
+@pytest.mark.parametrize("json_flag, draws", [(True, False), (False, True)])
+def test_finetune_draws_progress_unless_json(make_recipe, monkeypatch, json_flag, draws):
+    import cvml.train
+    from cvml.progress import Progress
+    from cvml.train.result import FinetuneResult
+
+    seen = {}
+
+    def fake_finetune(recipe, *, resume=False, overwrite=False, on_progress=None):
+        seen["on_progress"] = on_progress
+        if on_progress is not None:
+            on_progress(Progress("train", 1, 2, "loss 1.000 · 10 tok/s"))
+        return FinetuneResult(
+            run_dir="r", model_dir="r/adapter", merged_dir=None, steps=2, base_eval_loss=2.0, final_eval_loss=1.0,
+            best_eval_loss=1.0, best_step=None, final_train_loss=1.0, train_tokens_per_s=10.0, wall_s=1.0,
+            stopped_early=False, plan={}, counts={},
+        )
+
+    monkeypatch.setattr(cvml.train, "finetune", fake_finetune)
+    result = _invoke("finetune", make_recipe("patched"), *(["--json"] if json_flag else []))
+    assert result.exit_code == 0, result.stderr
+    assert callable(seen["on_progress"]) is draws
+    if json_flag:
+        assert json.loads(result.stdout)["steps"] == 2
+    else:
+        assert "finetune: train" in result.stderr

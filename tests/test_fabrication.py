@@ -1,7 +1,7 @@
 """Fabrication check: each kind of claim flagged when planted, each equivalent form and
 legitimate rounding let through, ordinary capitalised words left alone, the generator's
-own targets clean, and the dotin measurement meeting its targets (skipped without
-../shared)."""
+own targets clean, and the dotin measurement (tests/data/cv-dotin-545) meeting its
+targets."""
 
 from __future__ import annotations
 
@@ -16,8 +16,7 @@ from cvml.safety.fabrication import KINDS, check_fabrication, extract_claims
 from cvml.tiny.synth import generate_records
 
 ROOT = Path(__file__).resolve().parents[1]
-SHARED = Path(__file__).resolve().parents[2] / "shared"
-DOTIN = SHARED / "data" / "cv-dotin-545"
+DOTIN = ROOT / "tests" / "data" / "cv-dotin-545"
 
 
 def flagged(output: str, source: str, job: str | None = None) -> list[tuple[str, str]]:
@@ -123,8 +122,6 @@ def test_generator_targets_are_never_flagged():
 
 @pytest.fixture(scope="module")
 def benchmark():
-    if not DOTIN.is_dir():
-        pytest.skip(f"../shared not present: the dotin CVs are not at {DOTIN}")
     spec = importlib.util.spec_from_file_location("fabrication_dotin", ROOT / "benchmarks" / "fabrication_dotin.py")
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module  # dataclasses look their module up while the file runs

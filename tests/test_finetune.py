@@ -35,7 +35,7 @@ def lora_run(tmp_path_factory, tiny_base, tiny_data):
     path = root / "r.yaml"
     path.write_text(yaml.safe_dump(recipe))
     try:
-        result = finetune(load_recipe(path), progress=False)
+        result = finetune(load_recipe(path))
     finally:
         del os.environ["CVML_HOME"]
     return result, root
@@ -105,7 +105,7 @@ def test_run_is_registered_with_datasets(lora_run):
 
 def test_full_finetune_without_packing(make_recipe):
     recipe = load_recipe(make_recipe("full", train={"method": "full", "packing": False, "lr": 1e-3, "max_steps": 6, "eval_every": 6}))
-    result = finetune(recipe, progress=False)
+    result = finetune(recipe)
     assert Path(result.model_dir, "model.safetensors").is_file()
     assert result.plan["trainable_parameters"] == result.plan["total_parameters"]
     assert result.plan["packing_efficiency"] < 1.0
@@ -116,7 +116,7 @@ def test_early_stopping_stops(make_recipe):
     # A huge learning rate makes the eval loss climb; patience 1 stops at the 2nd eval.
     recipe = load_recipe(make_recipe("es", train={"lr": 5.0, "max_steps": 30, "eval_every": 2, "warmup_ratio": 0.0,
                                                   "early_stopping": {"patience": 1}}))
-    result = finetune(recipe, progress=False)
+    result = finetune(recipe)
     assert result.stopped_early and result.steps < 30
     # The model handed back is the best evaluation's, re-evaluated after restoring it.
     assert result.best_step is not None and result.best_step < result.steps
@@ -129,7 +129,50 @@ def test_existing_run_needs_resume_or_overwrite(make_recipe):
     from cvml.errors import ConfigError
 
     recipe = load_recipe(make_recipe("again", train={"max_steps": 2, "eval_every": 2}))
-    finetune(recipe, progress=False)
+    finetune(recipe)
     with pytest.raises(ConfigError, match="already holds a run"):
-        finetune(recipe, progress=False)
-    assert finetune(recipe, overwrite=True, progress=False).steps == 2
+        finetune(recipe)
+    assert finetune(recipe, overwrite=True).steps == 2
+
+
+def test_progress_is_reported_through_the_callback(make_recipe):
+    from cvml.progress import Progress
+
+    events: list[Progress] = []
+    result = finetune(load_recipe(make_recipe("prog", train={"max_steps": 3, "eval_every": 2})), on_progress=events.append)
+    assert {e.phase for e in events} == {"train"} and {e.total for e in events} == {3}
+    assert [e.done for e in events] == [0, 1, 2, 3]
+    assert events[1].info.startswith("loss ") and events[1].info.endswith(" tok/s")
+    assert " · eval " in events[2].info  # evaluated at step 2
+    assert result.steps == 3
+
+
+def _imports(path: Path) -> set[str]:
+    """Every module a file imports: top level, in functions, under TYPE_CHECKING."""
+    import ast
+
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            found |= {a.name for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            found.add(node.module)
+            found |= {f"{node.module}.{a.name}" for a in node.names}
+    return found
+
+
+def test_train_modules_import_one_way_and_never_the_cli():
+    import cvml.train
+
+    root = Path(cvml.train.__file__).parent
+    graph = {f"cvml.train.{p.stem}": _imports(p) for p in root.glob("*.py") if p.stem != "__init__"}
+    for module, imported in graph.items():
+        assert not any(m == "cvml.cli" or m.startswith("cvml.cli.") for m in imported), module
+    edges = {m: {n for n in graph if n in imported and n != m} for m, imported in graph.items()}
+
+    def reaches(start: str, goal: str, seen: set[str]) -> bool:
+        return any(n == goal or (n not in seen and reaches(n, goal, seen | {n})) for n in edges[start])
+
+    circles = sorted(m for m in edges if reaches(m, m, {m}))
+    assert not circles, f"import circles through {circles}"
+    assert "cvml.train.loop" not in _imports(root / "outputs.py")

@@ -20,7 +20,7 @@ def test_bf16_finetune_on_cuda(make_recipe, method):
         model={"device": "cuda", "dtype": "bfloat16"},
         train={"method": method, "mixed_precision": "bf16", "max_steps": 12, "eval_every": 12, "lr": 3e-3},
     ))
-    result = finetune(recipe, progress=False)
+    result = finetune(recipe)
     assert result.final_eval_loss < result.base_eval_loss
     manifest = json.loads(Path(result.run_dir, "manifest.json").read_text())
     assert "MULTI" not in manifest["devices"]["distributed_type"]
@@ -33,17 +33,17 @@ def test_bf16_finetune_on_cuda(make_recipe, method):
 
 def test_cuda_resume_is_exact(make_recipe, tmp_path):
     path = make_recipe("gpu-resume", model={"device": "cuda"}, train={"max_steps": 8, "save_every": 4, "eval_every": 8})
-    ref = finetune(load_recipe(path, [f"train.output_dir={tmp_path / 'a'}"]), progress=False)
+    ref = finetune(load_recipe(path, [f"train.output_dir={tmp_path / 'a'}"]))
     stop_at_4 = load_recipe(path, [f"train.output_dir={tmp_path / 'b'}"])
 
     class Stop(Exception):
         pass
 
-    def stop(step, _metrics):
-        if step == 5:
+    def stop(event):
+        if event.done == 5:
             raise Stop
 
     with pytest.raises(Stop):
-        finetune(stop_at_4, callbacks=[stop], progress=False)
-    resumed = finetune(stop_at_4, resume=True, progress=False)
+        finetune(stop_at_4, on_progress=stop)
+    resumed = finetune(stop_at_4, resume=True)
     assert resumed.final_eval_loss == pytest.approx(ref.final_eval_loss, rel=1e-5)

@@ -41,7 +41,7 @@ def test_two_processes_match_one_process_with_accumulation(make_recipe, tmp_path
     with safe_open(two / "checkpoints" / "step-000003" / "model.safetensors", "pt") as fh:
         assert all("lora_" in k for k in fh.keys())  # adapter only, under DDP too
 
-    one = finetune(load_recipe(path, [f"train.output_dir={tmp_path / 'one'}", "train.grad_accum=2"]), progress=False)
+    one = finetune(load_recipe(path, [f"train.output_dir={tmp_path / 'one'}", "train.grad_accum=2"]))
     assert one.plan["rows_per_step"] == result["plan"]["rows_per_step"] == 4
     for a, b in zip(_losses(two), _losses(Path(one.run_dir)), strict=True):
         assert a == pytest.approx(b, rel=1e-4)

@@ -8,7 +8,7 @@ import random
 import pytest
 import torch
 
-from cvml.train.encode import IGNORE_INDEX, Example
+from cvml.data.encode import IGNORE_INDEX, Example
 from cvml.train.packing import collate, pack, packing_efficiency, unpacked
 
 
@@ -40,6 +40,58 @@ def test_pack_is_deterministic():
     a = [[id(e) for e in r.examples] for r in pack(examples, 96)]
     b = [[id(e) for e in r.examples] for r in pack(examples, 96)]
     assert a == b
+
+
+def _members(rows) -> list[list[int]]:
+    return [[id(e) for e in r.examples] for r in rows]
+
+
+def _pairs(rows) -> set[frozenset[int]]:
+    return {frozenset((id(a), id(b))) for r in rows for a in r.examples for b in r.examples if a is not b}
+
+
+def test_each_epoch_repacks_from_a_seeded_shuffle():
+    from cvml.train.plan import epoch_rows
+
+    examples = _examples(300)
+    epochs = [epoch_rows(examples, 128, seed=7, epoch=e) for e in range(3)]
+    # Same layout (row count, lengths in each row) every epoch, so the plan's steps hold ...
+    layout = [[[len(e) for e in r.examples] for r in rows] for rows in epochs]
+    assert layout[0] == layout[1] == layout[2]
+    assert all(packing_efficiency(rows, 4) == packing_efficiency(pack(examples, 128), 4) for rows in epochs)
+    # ... but the examples sharing a row change from one epoch to the next,
+    shared = len(_pairs(epochs[0]) & _pairs(epochs[1])) / len(_pairs(epochs[0]))
+    assert shared < 0.5
+    # and each epoch's rows are a pure function of (seed, epoch): a resumed run repacks identically.
+    assert _members(epoch_rows(examples, 128, seed=7, epoch=1)) == _members(epochs[1])
+    assert _members(epoch_rows(examples, 128, seed=8, epoch=1)) != _members(epochs[1])
+
+
+def test_data_order_deals_each_epochs_rows_once():
+    from types import SimpleNamespace
+
+    from cvml.train.plan import DataOrder, Plan
+
+    examples = _examples(300)
+    n_rows = len(pack(examples, 128))
+    plan = Plan(
+        examples=300, validation_examples=0, train_tokens=0, label_tokens=0, rows=n_rows, packing=True,
+        packing_efficiency=1.0, world_size=2, micro_batch_size=2, grad_accum=2, steps_per_epoch=n_rows // 8,
+        total_steps=3 * (n_rows // 8), epochs=3.0, warmup_steps=0, rows_per_step=8,
+        rows_unused_per_epoch=n_rows % 8, trainable_parameters=0, total_parameters=0,
+    )
+    data = SimpleNamespace(train_examples=examples, train_rows=pack(examples, 128))
+    order = DataOrder(plan, data, seed=7, seq_len=128)
+    seen = []
+    for epoch in range(2):
+        steps = range(epoch * plan.steps_per_epoch, (epoch + 1) * plan.steps_per_epoch)
+        rows = [row for step in steps for rank in (0, 1) for mb in order.step_batches(step, rank) for row in mb]
+        assert len(rows) == len({id(r) for r in rows}) == plan.steps_per_epoch * plan.rows_per_step
+        seen.append(rows)
+    assert _pairs(seen[0]) != _pairs(seen[1])
+    again = DataOrder(plan, data, seed=7, seq_len=128)  # a resumed run, starting mid-epoch 1
+    step = plan.steps_per_epoch + 3
+    assert [_members(mb) for mb in again.step_batches(step, 1)] == [_members(mb) for mb in order.step_batches(step, 1)]
 
 
 def test_collate_restarts_positions_and_masks_padding():

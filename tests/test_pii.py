@@ -1,6 +1,6 @@
 """PII detection and redaction: per-type positives and negatives, typed consistent
 placeholders, idempotence, supplied names, planted PII in the synthetic data, and the
-measured quality on the dotin CVs (skipped without ../shared)."""
+measured quality on the dotin CVs (tests/data/cv-dotin-545)."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from cvml.tiny import vocab
 from cvml.tiny.synth import generate_records
 
 ROOT = Path(__file__).resolve().parents[1]
-DOTIN = ROOT.parent / "shared" / "data" / "cv-dotin-545"
+DOTIN = ROOT / "tests" / "data" / "cv-dotin-545"
 
 
 @pytest.fixture(scope="module")
@@ -214,8 +214,6 @@ def test_unknown_type_is_a_config_error_listing_the_valid_ones():
 
 @pytest.fixture(scope="module")
 def dotin_scores(redactor):
-    if not DOTIN.is_dir():
-        pytest.skip(f"the dotin CVs are not here ({DOTIN}): needs the shared data checkout beside this repository")
     spec = importlib.util.spec_from_file_location("pii_dotin", ROOT / "benchmarks" / "pii_dotin.py")
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)

@@ -162,7 +162,7 @@ def test_quantize_registers_a_child_of_its_source_and_writes_report_and_manifest
     registry = Registry()
     registry.register(tiny_base, "tiny", "base")
     spec = QuantizeSpec(method="gptq", group_size=32, data=str(tiny_data), **FAST)
-    result = quantize("tiny@1", spec, output=tmp_path / "q", progress=False)
+    result = quantize("tiny@1", spec, output=tmp_path / "q")
 
     assert result.registered == "tiny@2" and result.passed
     version = registry.resolve("tiny@2")
@@ -188,7 +188,7 @@ def test_quantize_registers_a_child_of_its_source_and_writes_report_and_manifest
     assert "Perplexity guard: no guard set" in (tmp_path / "q" / "quantize_report.md").read_text()
     assert load_for_inference("tiny@2").ref.kind == "quantized"  # serve/bench load it by name
     with pytest.raises(QuantizeError) as info:  # `tiny` is now the quantized version
-        quantize("tiny", spec, output=tmp_path / "again", progress=False)
+        quantize("tiny", spec, output=tmp_path / "again")
     assert "already quantized" in info.value.message and "tiny@1" in info.value.hint
 
 
@@ -197,7 +197,7 @@ def test_the_guard_fails_a_costly_quantization_and_registers_nothing(tiny_base, 
 
     Registry().register(tiny_base, "tiny", "base")
     spec = QuantizeSpec(method="rtn", bits=2, group_size=32, data=str(tiny_data), max_ppl_increase=0.01, **FAST)
-    result = quantize("tiny", spec, output=tmp_path / "q2", progress=False)
+    result = quantize("tiny", spec, output=tmp_path / "q2")
     assert result.perplexity["increase"] > 0.01 and not result.passed
     assert result.registered is None and "perplexity rose" in result.not_registered_because
     assert Registry().versions("tiny")[-1].version == 1
@@ -218,7 +218,7 @@ def test_a_lora_adapter_is_merged_before_quantizing(tiny_base, tiny_data, tmp_pa
     tokenizer.save_pretrained(adapter)
 
     spec = QuantizeSpec(method="int8", data=str(tiny_data), **FAST)
-    result = quantize(adapter, spec, output=tmp_path / "q8", progress=False)
+    result = quantize(adapter, spec, output=tmp_path / "q8")
     assert result.source["kind"] == "adapter"
     probe = [tokenizer("Led a team of five engineers")["input_ids"]]
     quantized = _logits(load_for_inference(tmp_path / "q8").model, probe)
@@ -233,14 +233,14 @@ def test_refuses_an_existing_output_and_a_device_the_method_cannot_use(tiny_base
     (out / "x").write_text("keep")
     spec = QuantizeSpec(method="int8", data=str(tiny_data), **FAST)
     with pytest.raises(ConfigError, match="exists and is not empty"):
-        quantize(tiny_base, spec, output=out, progress=False)
+        quantize(tiny_base, spec, output=out)
     assert (out / "x").read_text() == "keep"
     with pytest.raises(ConfigError, match="holds the source model"):
-        quantize(tiny_base, spec, output=tiny_base, overwrite=True, progress=False)
+        quantize(tiny_base, spec, output=tiny_base, overwrite=True)
     assert (tiny_base / "config.json").is_file()
     monkeypatch.setattr("cvml.modelio.pick_device", lambda device: "cuda")
     with pytest.raises(ConfigError, match="int8 runs on cpu, not cuda"):
-        quantize(tiny_base, spec, output=tmp_path / "other", progress=False)
+        quantize(tiny_base, spec, output=tmp_path / "other")
 
 
 @pytest.mark.gpu
@@ -248,7 +248,7 @@ def test_gptq_quantizes_and_reloads_on_cuda(tiny_base, tiny_data, tmp_path):
     from cvml.modelio import load_for_inference
 
     spec = QuantizeSpec(method="gptq", group_size=32, device="cuda", data=str(tiny_data), **FAST)
-    result = quantize(tiny_base, spec, output=tmp_path / "cuda", progress=False)
+    result = quantize(tiny_base, spec, output=tmp_path / "cuda")
     assert result.device.startswith("cuda") and result.roundtrip["max_abs_logit_diff"] <= result.roundtrip["rtol"] * max(
         result.roundtrip["max_abs_logit"], 1.0
     )

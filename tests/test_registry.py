@@ -81,11 +81,32 @@ def test_postgres_url_is_refused_with_a_hint():
 def test_schema_is_versioned_and_in_wal_mode(reg, folder):
     reg.register(folder("m"), "m", "base")
     with sqlite3.connect(reg.path) as conn:
-        assert conn.execute("SELECT version FROM schema_version").fetchall() == [(1,)]
+        assert conn.execute("SELECT version FROM schema_version").fetchall() == [(1,), (2,)]
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-        conn.execute("INSERT INTO schema_version VALUES (2, 'later')")
+        conn.execute("INSERT INTO schema_version VALUES (3, 'later')")
     err = _error(reg.names)
-    assert "schema version 2" in err.message and "upgrade cvml" in err.hint
+    assert "schema version 3" in err.message and "upgrade cvml" in err.hint
+
+
+def test_a_registry_from_before_the_experiments_migration_keeps_its_experiments(tmp_path):
+    """Version-1 registries may hold an experiments table an earlier cvml created on first
+    use; migration 2 adopts it with its rows."""
+    from cvml.registry import db
+    from cvml.registry.experiments import ExperimentStore
+
+    path = tmp_path / "registry.db"
+    with sqlite3.connect(path) as conn:
+        for statement in db._MIGRATIONS[0] + db._MIGRATIONS[1]:
+            conn.execute(statement)
+        conn.execute("CREATE TABLE schema_version (version INTEGER PRIMARY KEY, applied_at TEXT NOT NULL)")
+        conn.execute("INSERT INTO schema_version VALUES (1, 'then')")
+        conn.execute(
+            "INSERT INTO experiments VALUES ('old', 'cv@prod', 'cv@canary', 'cv@1', 'cv@2', '90/10', 'running',"
+            " '2026-11-01T00:00:00+00:00', NULL, 'ci', NULL)"
+        )
+    assert [e.name for e in ExperimentStore(path).list()] == ["old"]
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("SELECT version FROM schema_version").fetchall() == [(1,), (2,)]
 
 
 def test_a_file_that_is_not_a_database_is_reported(tmp_path):

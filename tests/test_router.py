@@ -11,7 +11,8 @@ import sys
 import pytest
 
 from cvml.errors import ConfigError
-from cvml.serve.router import Router, Variant, parse_variants, user_bucket
+from cvml.serve.router import Router, user_bucket
+from cvml.variants import Variant, parse_variants
 
 N_USERS = 20_000
 
@@ -86,7 +87,7 @@ def test_assignment_is_the_same_in_another_process():
     """Python's hash() differs per process; the router must not."""
     users = _users(200)
     code = (
-        "import sys; from cvml.serve.router import Router, parse_variants\n"
+        "import sys; from cvml.serve.router import Router; from cvml.variants import parse_variants\n"
         "r = Router(parse_variants(['a=cv@prod', 'b=cv@canary'], '90/10'), experiment='exp-1')\n"
         "print(''.join(r.assign(u).name for u in sys.argv[1:]))"
     )

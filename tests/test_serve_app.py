@@ -25,7 +25,8 @@ from cvml.registry import Registry
 from cvml.serve.checks import run_checks
 from cvml.serve.engine import Engine
 from cvml.serve.pool import ServedModel
-from cvml.serve.router import Router, parse_variants
+from cvml.serve.router import Router
+from cvml.variants import parse_variants
 from cvml.serve.server import BackgroundServer
 
 KEY = "test-key"

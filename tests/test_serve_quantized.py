@@ -19,7 +19,7 @@ FAST = {"calibration_samples": 8, "eval_samples": 8, "quality_samples": 0, "max_
 def test_engine_serves_a_quantized_model_like_generate(tiny_base, tiny_data, tmp_path, method, bits):
     group = {} if method == "int8" else {"group_size": 32}  # int8: one scale per output channel
     spec = QuantizeSpec(method=method, bits=bits, data=str(tiny_data), register_model=False, **group, **FAST)
-    result = quantize(tiny_base, spec, output=tmp_path / method, progress=False)
+    result = quantize(tiny_base, spec, output=tmp_path / method)
     loaded = load_for_inference(result.output_dir, device="cpu")
     assert loaded.ref.kind == "quantized"
     prompts = [loaded.tokenizer(t)["input_ids"] for t in ("Led a team of 5", "Managed the weekly release process for")]

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import difflib
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,10 +26,10 @@ from cvml.abtest.decision import Comparison, Decision, Guardrail, Rule, decide, 
 from cvml.abtest.power import paired_sample_size
 from cvml.abtest.stats import paired_bootstrap, sign_test, wilcoxon_test
 from cvml.errors import ConfigError, DataError
+from cvml.progress import OnProgress, Phase
 from cvml.recipe import AbtestSpec
 
 LATENCY = "latency_s"
-ProgressFn = Callable[[int, int], None]
 
 
 @dataclass
@@ -79,7 +79,7 @@ def metrics_to_compare(spec: AbtestSpec, requested: Sequence[str] | None = None)
     Raises:
         ConfigError: a metric bench does not compute (with "did you mean").
     """
-    from cvml.bench.quality import METRICS
+    from cvml.evaluation.quality import METRICS
 
     known = [*METRICS, LATENCY]
     wanted = list(requested or spec.metrics or known)
@@ -184,7 +184,7 @@ def run_offline(
     split: str = "test",
     device: str = "auto",
     seed: int = 0,
-    on_progress: ProgressFn | None = None,
+    on_progress: OnProgress | None = None,
 ) -> OfflineResult:
     """Run an offline A/B: generate with both models on the same records, score, compare, decide.
 
@@ -195,13 +195,13 @@ def run_offline(
         metrics: metrics to report (default: spec.metrics, else all).
         device: where both models run.
         seed: seed of the bootstrap resampling.
-        on_progress: called with (examples done, total).
+        on_progress: reports phase "answering" (examples done of total).
 
     Raises:
         DataError, ModelError, RegistryError, ConfigError: from loading data and models,
             or an unknown metric.
     """
-    from cvml.bench.quality import generate_outputs, load_eval_records, score_outputs
+    from cvml.evaluation import generate_outputs, load_eval_records, score_outputs
     from cvml.modelio import load_for_inference
 
     spec = spec or AbtestSpec()
@@ -212,6 +212,7 @@ def run_offline(
     latency: list[list[float]] = [[], []]
     for model in models:  # warm-up: first calls pay one-off allocation costs
         generate_outputs(model, records[:1], max_new_tokens=spec.max_new_tokens, batch_size=1)
+    answered = Phase(on_progress, "answering", len(records))
     for i, record in enumerate(records):
         order = (0, 1) if i % 2 == 0 else (1, 0)
         for side in order:
@@ -219,8 +220,7 @@ def run_offline(
             text = generate_outputs(models[side], [record], max_new_tokens=spec.max_new_tokens, batch_size=1)[0]
             latency[side].append(time.perf_counter() - start)
             outputs[side].append(text)
-        if on_progress is not None:
-            on_progress(i + 1, len(records))
+        answered.advance()
     rows = [score_outputs(records, outputs[side]).per_example for side in (0, 1)]
     for side in (0, 1):
         for row, seconds in zip(rows[side], latency[side]):

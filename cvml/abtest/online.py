@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 
 from cvml.abtest.decision import Comparison, Decision, Guardrail, Rule, decide, higher_is_better
-from cvml.abtest.experiments import Experiment
+from cvml.registry.experiments import Experiment
 from cvml.abtest.power import two_proportion_sample_size, two_sample_size
 from cvml.abtest.sequential import SequentialResult, running_difference, sequential_test
 from cvml.abtest.stats import srm_test, two_proportion_test, welch_test
@@ -179,7 +179,7 @@ def analyze_experiment(
         ExperimentError: unknown experiment.
         ConfigError: see `analyze_rows`.
     """
-    from cvml.abtest.experiments import ExperimentStore
+    from cvml.registry.experiments import ExperimentStore
     from cvml.serve.requestlog import RequestLog
 
     experiment = ExperimentStore(registry).get(name)

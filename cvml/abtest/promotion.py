@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from cvml.abtest.decision import DONT_SHIP, SHIP
-from cvml.abtest.experiments import RUNNING, Experiment, ExperimentError, ExperimentStore
+from cvml.registry.experiments import RUNNING, Experiment, ExperimentError, ExperimentStore
 from cvml.errors import ConfigError
 from cvml.recipe import AbtestSpec
 from cvml.registry.refs import parse_ref

@@ -12,9 +12,9 @@ makes relative speed gates paired and immune to slow drift of the machine.
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from cvml.bench.fingerprint import fingerprint
 from cvml.bench.gates import GateResult, check_metric_names, evaluate_gates
@@ -23,6 +23,7 @@ from cvml.bench.report import attach_gates, build_report, compare_to_baseline, l
 from cvml.bench.sweep import Side, blocks_per_run, measure_perf, plan_levels
 from cvml.bench.workload import PERF_PROMPTS, perf_prompts, synthetic_records, workload_digest
 from cvml.errors import ConfigError
+from cvml.progress import OnProgress, Phase
 from cvml.recipe import BenchSpec, Recipe, ServeSpec
 
 
@@ -82,7 +83,7 @@ def run_bench(
     serve: ServeSpec | None = None,
     recipe: dict[str, Any] | None = None,
     seed: int = 0,
-    progress: bool = True,
+    on_progress: OnProgress | None = None,
 ) -> BenchResult:
     """Bench `model`, write the report folder, and evaluate the gates.
 
@@ -95,6 +96,7 @@ def run_bench(
         perf, quality: which parts to measure (quality includes the bias probe when spec.bias_probe).
         eval_data: eval records (.jsonl/.parquet or a curated folder); needed for quality.
         serve: engine settings (batch size, queue, batch wait); default ServeSpec().
+        on_progress: reports the phases perf, quality (per side) and bias probe.
 
     Raises:
         ConfigError: contradictory options, no eval data for quality, gates naming unknown
@@ -111,7 +113,7 @@ def run_bench(
     check_metric_names(spec.gates, _planned_metrics(spec, perf, quality))
     baseline_report = load_report(baseline) if baseline else None
 
-    from cvml.bench.quality import load_eval_records
+    from cvml.evaluation.quality import load_eval_records
 
     records = load_eval_records(eval_data, limit=spec.eval_samples) if eval_data else None
     prompts = perf_prompts(records or synthetic_records(PERF_PROMPTS, seed))
@@ -123,15 +125,16 @@ def run_bench(
     from cvml.modelio import pick_device
 
     device = pick_device(spec.device) if not url else "remote"
-    with _Progress(progress) as bar, PeakMemory(cuda=device == "cuda") as memory:
+    with PeakMemory(cuda=device == "cuda") as memory:
         sides = [_open(label, ref, spec, serve, url, perf=perf, quality=quality) for label, ref in labels]
         try:
             samples = {}
             if perf:
-                step = bar.phase("perf", blocks_per_run(spec, len(sides)))
-                samples = measure_perf([s.side for s in sides], prompts, spec, seed=seed, on_block=step)
-            qualities = {s.side.label: _quality(s, records, spec, bar) for s in sides} if quality else {}
-            bias = _bias(sides[0], spec, seed, bar) if quality and spec.bias_probe else None
+                blocks = Phase(on_progress, "perf", blocks_per_run(spec, len(sides)))
+                samples = measure_perf([s.side for s in sides], prompts, spec, seed=seed,
+                                       on_block=lambda label: blocks.advance(info=label))
+            qualities = {s.side.label: _quality(s, records, spec, on_progress) for s in sides} if quality else {}
+            bias = _bias(sides[0], spec, seed, on_progress) if quality and spec.bias_probe else None
         finally:
             for s in sides:
                 if s.engine is not None:
@@ -211,7 +214,7 @@ def _planned_metrics(spec: BenchSpec, perf: bool, quality: bool) -> dict[str, An
         planned["perf"] = {level.name: dict.fromkeys(metric_names()) for level in plan_levels(spec)}
         planned["resources"] = {"peak_rss_mb": None, "peak_gpu_mb": None}
     if quality:
-        from cvml.bench.quality import METRICS
+        from cvml.evaluation.quality import METRICS
 
         planned["quality"] = dict.fromkeys((*METRICS, "n", "mean_words"))
     return planned
@@ -247,20 +250,20 @@ def _open(label: str, ref: str, spec: BenchSpec, serve: ServeSpec, url: str | No
     return _Loaded(Side(label, target), loaded, engine)
 
 
-def _quality(s: _Loaded, records, spec: BenchSpec, bar: "_Progress"):
-    from cvml.bench.quality import evaluate_quality
+def _quality(s: _Loaded, records, spec: BenchSpec, on_progress: OnProgress | None):
+    from cvml.evaluation import evaluate_quality
 
-    step = bar.phase(f"quality ({s.side.label})", len(records))
-    return evaluate_quality(s.loaded, records, max_new_tokens=spec.max_new_tokens, on_progress=lambda done, total: step(None, done))
+    phase = f"quality ({s.side.label})"
+    return evaluate_quality(s.loaded, records, max_new_tokens=spec.max_new_tokens,
+                            on_progress=None if on_progress is None else lambda e: on_progress(replace(e, phase=phase)))
 
 
-def _bias(s: _Loaded, spec: BenchSpec, seed: int, bar: "_Progress") -> dict:
-    from cvml.bench.quality import run_bias_probe
+def _bias(s: _Loaded, spec: BenchSpec, seed: int, on_progress: OnProgress | None) -> dict:
+    from cvml.evaluation import run_bias_probe
 
-    step = bar.phase("bias probe", None)
     return run_bias_probe(
         s.loaded, spec.bias_names_dir, n_templates=spec.bias_templates, max_new_tokens=spec.max_new_tokens, seed=seed,
-        on_progress=lambda done, total: step(None, done, total),
+        on_progress=on_progress,
     )
 
 
@@ -296,41 +299,3 @@ def _manifest(out_dir: Path, report: dict, recipe: dict | None, eval_data, seed:
         seed=seed,
         extra={"model": report["model"], "verdict": report["verdict"], "report": "report.json"},
     ))
-
-
-class _Progress:
-    """A rich progress bar on stderr with one task per phase, or nothing (--json, tests)."""
-
-    def __init__(self, enabled: bool):
-        self.enabled = enabled
-        self.bar = None
-
-    def __enter__(self) -> "_Progress":
-        if self.enabled:
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-            from cvml.cli._output import err
-
-            self.bar = Progress(
-                TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=err
-            )
-            self.bar.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        if self.bar is not None:
-            self.bar.stop()
-
-    def phase(self, description: str, total: int | None) -> Callable[..., None]:
-        """A task; the returned callback advances it by one, or sets (completed, total)."""
-        if self.bar is None:
-            return lambda *args: None
-        task = self.bar.add_task(f"bench: {description}", total=total)
-
-        def step(label: str | None = None, completed: int | None = None, new_total: int | None = None) -> None:
-            if completed is None:
-                self.bar.advance(task)
-            else:
-                self.bar.update(task, completed=completed, total=new_total or total)
-
-        return step

@@ -48,8 +48,8 @@ def build_report(
 
     Args:
         perf: {level: [trial sample, ...]} from `sweep.measure_perf`.
-        quality: a `cvml.bench.quality.QualityResult`.
-        bias: the dict `cvml.bench.quality.run_bias_probe` returns.
+        quality: a `cvml.evaluation.QualityResult`.
+        bias: the dict `cvml.evaluation.run_bias_probe` returns.
     """
     metrics: dict[str, Any] = {}
     if load_s is not None:

@@ -15,6 +15,7 @@ from typing import AsyncIterator
 
 from cvml.bench.loadgen import RequestRecord, Send, Timing
 from cvml.bench.workload import BenchPrompt
+from cvml.prompts import render_chat
 
 FAILED_FINISH = ("error", "deadline", "cancelled")
 
@@ -34,7 +35,7 @@ class EngineTarget:
 
     def prompt_ids(self, prompt: BenchPrompt) -> list[int]:
         if prompt.id not in self._ids:
-            text = self.tokenizer.apply_chat_template(list(prompt.messages), tokenize=False, add_generation_prompt=True)
+            text = render_chat(self.tokenizer, prompt.messages)
             self._ids[prompt.id] = self.tokenizer(text, add_special_tokens=False)["input_ids"]
         return self._ids[prompt.id]
 

@@ -10,7 +10,8 @@ from rich import box
 from rich.markup import escape
 from rich.table import Table
 
-from cvml.cli._output import emit_json, err, out
+from cvml.cli._output import emit_json, out
+from cvml.cli._progress import progress_bars
 
 app = typer.Typer(
     help="Decide between two model versions with statistics: offline on eval data, online from serve's request log.",
@@ -49,14 +50,13 @@ def offline(
     from cvml.abtest.report import default_folder, offline_name, write_report
     from cvml.errors import ConfigError
 
-    spec, recipe_dict = _load_spec(recipe, set_)
-    updates = {k: v for k, v in (("eval_samples", limit), ("max_new_tokens", max_new_tokens)) if v is not None}
-    spec = spec.model_copy(update=updates)
+    spec, recipe_dict = _load_spec(recipe, set_, {"eval_samples": limit, "max_new_tokens": max_new_tokens})
     data = data or spec.eval_data
     if not data:
         raise ConfigError("no eval data given", hint="pass --data PATH (a .jsonl file or a curated folder), or set abtest.eval_data")
-    with _progress("answering") as advance:
-        result = run_offline(a, b, data, spec, metrics=metric or None, split=split, device=device, seed=seed, on_progress=advance)
+    with progress_bars("abtest", enabled=not json_) as on_progress:
+        result = run_offline(a, b, data, spec, metrics=metric or None, split=split, device=device, seed=seed,
+                             on_progress=on_progress)
     folder = out_dir or default_folder(spec.output, offline_name(a, b))
     files = write_report(result, folder, recipe_dict)
     if json_:
@@ -79,7 +79,7 @@ def start(
     json_: bool = _JSON,
 ) -> None:
     """Record a running experiment that `cvml serve --experiment NAME` routes by."""
-    from cvml.abtest.experiments import ExperimentStore
+    from cvml.registry.experiments import ExperimentStore
 
     record = ExperimentStore(registry).start(experiment, a, b, split)
     if json_:
@@ -95,7 +95,7 @@ def start(
 @app.command("list")
 def list_(registry: Path = _REGISTRY, json_: bool = _JSON) -> None:
     """List experiments, newest first."""
-    from cvml.abtest.experiments import ExperimentStore
+    from cvml.registry.experiments import ExperimentStore
 
     records = ExperimentStore(registry).list()
     if json_:
@@ -201,38 +201,15 @@ def stop(
     out.print(f"[bold]{escape(experiment)}[/] {state}; {escape(result.note or '')}")
 
 
-def _load_spec(recipe: Path | None, overrides: list[str] | None) -> tuple[Any, dict[str, Any] | None]:
-    """The abtest section: defaults < recipe < --set; without a recipe --set still applies to the defaults."""
-    from cvml.recipe import AbtestSpec, apply_overrides, load_recipe, recipe_to_dict, validate_recipe
+def _load_spec(
+    recipe: Path | None, overrides: list[str] | None, flags: dict[str, Any] | None = None
+) -> tuple[Any, dict[str, Any] | None]:
+    """The abtest section: defaults < recipe < --set < flags; without a recipe --set still applies to the defaults."""
+    from cvml.recipe import AbtestSpec, recipe_to_dict, resolve_recipe
 
-    if recipe is not None:
-        loaded = load_recipe(recipe, overrides or [])
-    else:
-        loaded = validate_recipe(apply_overrides({"name": "abtest"}, overrides or []), source="--set")
+    given = {f"abtest.{key}": value for key, value in (flags or {}).items()}
+    loaded = resolve_recipe(recipe, overrides, given, name="abtest")
     return loaded.abtest or AbtestSpec(), recipe_to_dict(loaded) if recipe is not None else None
-
-
-class _progress:
-    """A rich progress bar on stderr, advanced by the library's (done, total) callback."""
-
-    def __init__(self, label: str):
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-        self._bar = Progress(TextColumn(label), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), console=err)
-        self._task = None
-
-    def __enter__(self):
-        self._bar.start()
-
-        def advance(done: int, total: int) -> None:
-            if self._task is None:
-                self._task = self._bar.add_task("", total=total)
-            self._bar.update(self._task, completed=done)
-
-        return advance
-
-    def __exit__(self, *exc_info: object) -> None:
-        self._bar.stop()
 
 
 def _comparison_table(comparisons: dict[str, Any], paired: bool) -> Table:

@@ -6,13 +6,13 @@ Exit codes: 0 every gate passed, 1 a gate failed (a regression), 2 a usage or co
 
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 
 import typer
 
 from cvml.cli._output import emit_json, err, out
+from cvml.cli._progress import progress_bars
 
 
 def bench(
@@ -43,27 +43,21 @@ def bench(
         raise ConfigError("give the model to bench (a registry ref or a folder)", hint="cvml bench runs/tiny-cv --recipe recipes/tiny-cv.yaml")
 
     from cvml.bench.api import resolve_eval_data, run_bench
-    from cvml.recipe import BenchSpec, apply_overrides, load_recipe, recipe_to_dict, validate_recipe
+    from cvml.recipe import BenchSpec, recipe_to_dict, resolve_recipe
 
-    overrides = list(set_ or [])
-    # Explicit flags win over --set, which wins over the YAML.
-    for key, value in (
-        ("bench.concurrency", _concurrency(concurrency)), ("bench.requests_per_level", requests),
-        ("bench.trials", trials), ("bench.output", None if out_dir is None else json.dumps(str(out_dir))),
-    ):
-        if value is not None:
-            overrides.append(f"{key}={value}")
-    if recipe is not None:
-        resolved = load_recipe(recipe, overrides)
-    else:
-        resolved = validate_recipe(apply_overrides({"name": _name_of(model)}, overrides), source="--set")
+    flags = {
+        "bench.concurrency": _concurrency(concurrency), "bench.requests_per_level": requests,
+        "bench.trials": trials, "bench.output": None if out_dir is None else str(out_dir),
+    }
+    resolved = resolve_recipe(recipe, set_, flags, name=_name_of(model))
     spec = resolved.bench or BenchSpec()
     out_path = Path(spec.output.format(name=resolved.name))
-    result = run_bench(
-        model, spec, name=resolved.name, out_dir=out_path, baseline=baseline, baseline_model=baseline_model, url=url,
-        perf=not no_perf, quality=not no_quality, eval_data=resolve_eval_data(spec, resolved, resolved.name),
-        serve=resolved.serve, recipe=recipe_to_dict(resolved), seed=resolved.seed, progress=not json_,
-    )
+    with progress_bars("bench", enabled=not json_) as on_progress:
+        result = run_bench(
+            model, spec, name=resolved.name, out_dir=out_path, baseline=baseline, baseline_model=baseline_model, url=url,
+            perf=not no_perf, quality=not no_quality, eval_data=resolve_eval_data(spec, resolved, resolved.name),
+            serve=resolved.serve, recipe=recipe_to_dict(resolved), seed=resolved.seed, on_progress=on_progress,
+        )
     for warning in result.warnings:
         err.print(f"[bold red]WARNING:[/] {warning}", highlight=False, soft_wrap=True)
     if json_:
@@ -73,8 +67,8 @@ def bench(
     raise typer.Exit(result.exit_code)
 
 
-def _concurrency(text: str | None) -> str | None:
-    """'1,4,16' → '[1, 4, 16]' (a YAML list for the override)."""
+def _concurrency(text: str | None) -> list[int] | None:
+    """'1,4,16' → [1, 4, 16]."""
     if text is None:
         return None
     from cvml.errors import ConfigError
@@ -82,7 +76,7 @@ def _concurrency(text: str | None) -> str | None:
     parts = [p.strip() for p in text.split(",") if p.strip()]
     if not parts or not all(p.isdigit() and int(p) > 0 for p in parts):
         raise ConfigError(f"--concurrency {text!r}: expected positive integers separated by commas, e.g. 1,4,16")
-    return "[" + ", ".join(parts) + "]"
+    return [int(p) for p in parts]
 
 
 def _name_of(model: str) -> str:

@@ -10,6 +10,7 @@ import typer
 from typer.core import TyperGroup
 
 from cvml.cli._output import emit_json, err, out
+from cvml.cli._progress import progress_bars
 
 
 class _DefaultRun(TyperGroup):
@@ -38,24 +39,18 @@ def run(
     json_: bool = typer.Option(False, "--json", help="Print the result as JSON on stdout."),
 ) -> None:
     """Curate: schema, normalization, PII redaction, dedup, filters, decontamination, split."""
-    from cvml.recipe import apply_overrides, load_recipe, validate_recipe
+    from cvml.recipe import resolve_recipe
 
-    overrides = list(set_ or [])
-    if input_:
-        overrides.append("curate.inputs=[" + ",".join(_yaml_str(p) for p in input_) + "]")
-    if out_dir:
-        overrides.append(f"curate.output={_yaml_str(out_dir)}")
-    if recipe is not None:
-        resolved = load_recipe(recipe, overrides, require=("curate",))
-    else:
-        if not input_ or not out_dir:
-            raise typer.BadParameter("give a recipe, or both --input and --out", param_hint="RECIPE")
-        name = re.sub(r"[^A-Za-z0-9._-]+", "-", Path(out_dir).name).strip("-._") or "dataset"
-        resolved = validate_recipe(apply_overrides({"name": name}, overrides), source="flags")
+    if recipe is None and (not input_ or not out_dir):
+        raise typer.BadParameter("give a recipe, or both --input and --out", param_hint="RECIPE")
+    name = re.sub(r"[^A-Za-z0-9._-]+", "-", Path(out_dir or "").name).strip("-._") or "dataset"
+    flags = {"curate.inputs": list(input_) if input_ else None, "curate.output": out_dir}
+    resolved = resolve_recipe(recipe, set_, flags, require=("curate",) if recipe is not None else (), name=name)
 
     from cvml.curate.run import run_curate
 
-    result = run_curate(resolved, progress=not json_)
+    with progress_bars("curate", enabled=not json_) as on_progress:
+        result = run_curate(resolved, on_progress=on_progress)
     if json_:
         emit_json(result.as_dict())
         return
@@ -80,10 +75,6 @@ def forget(
     total = sum(result.rows_removed.values())
     out.print(f"[green]✓[/] erased {total} row(s) of {len(result.groups)} group(s) from {result.dataset}: {result.rows_removed}")
     err.print("The next `cvml finetune` on this dataset trains without them; the manifest records the erasure.")
-
-
-def _yaml_str(value: str) -> str:
-    return "'" + value.replace("'", "''") + "'"
 
 
 def _render(result) -> None:

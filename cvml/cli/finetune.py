@@ -22,21 +22,19 @@ def finetune(
     json_: bool = typer.Option(False, "--json", help="Print the result (or plan) as JSON on stdout."),
 ) -> None:
     """Fine-tune a model (LoRA or full) as the recipe says; resumable, multi-process capable."""
-    from cvml.recipe import load_recipe, recipe_to_dict
+    from cvml.recipe import recipe_to_dict, resolve_recipe
 
-    overrides = list(set_ or [])
-    # Explicit flags win over --set, which wins over the YAML.
-    for key, value in (("train.output_dir", output_dir), ("train.max_steps", max_steps), ("seed", seed)):
-        if value is not None:
-            overrides.append(f"{key}={value}")
-    resolved = load_recipe(recipe, overrides, require=("model", "data"))
+    flags = {"train.output_dir": output_dir, "train.max_steps": max_steps, "seed": seed}
+    resolved = resolve_recipe(recipe, set_, flags, require=("model", "data"))
 
     from cvml.train.launch import inside_launcher, is_main_process, relaunch
 
     if num_processes and num_processes > 1 and not dry_run and not inside_launcher():
         from cvml.train.modeling import resolve_device
 
-        args = ["finetune", str(recipe), *[a for o in overrides for a in ("--set", o)]]
+        args = ["finetune", str(recipe), *[a for o in set_ or [] for a in ("--set", o)]]
+        args += [a for flag, v in (("--output-dir", output_dir), ("--max-steps", max_steps), ("--seed", seed))
+                 if v is not None for a in (flag, str(v))]
         args += [flag for flag, on in (("--resume", resume), ("--overwrite", overwrite), ("--json", json_)) if on]
         raise typer.Exit(relaunch(num_processes, args, resolved.train.accelerate_config, resolve_device(resolved.model)))
 
@@ -50,9 +48,11 @@ def finetune(
             _render_plan(resolved, plan, counts)
         return
 
+    from cvml.cli._progress import progress_bars
     from cvml.train import finetune as run
 
-    result = run(resolved, resume=resume, overwrite=overwrite, progress=not json_)
+    with progress_bars("finetune", enabled=not json_ and is_main_process()) as on_progress:
+        result = run(resolved, resume=resume, overwrite=overwrite, on_progress=on_progress)
     if not is_main_process():
         return  # under a launcher, rank 0 speaks for the run
     if json_:

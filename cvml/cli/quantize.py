@@ -11,6 +11,7 @@ from pathlib import Path
 import typer
 
 from cvml.cli._output import emit_json, err, out
+from cvml.cli._progress import progress_bars
 
 # Flag → recipe field; explicit flags win over --set, which wins over the YAML.
 _FLAGS = ("method", "bits", "group_size", "data", "device", "max_ppl_increase")
@@ -31,41 +32,32 @@ def quantize(
     json_: bool = typer.Option(False, "--json", help="Print the result as JSON on stdout."),
 ) -> None:
     """Quantize a model, save it for serve/bench/abtest, and measure the quality cost."""
-    from cvml.recipe import QuantizeSpec, load_recipe
+    from cvml.errors import RecipeError
+    from cvml.recipe import QuantizeSpec, resolve_recipe
 
     given = dict(zip(_FLAGS, (method, bits, group_size, data, device, max_ppl_increase)))
-    overrides = list(set_ or []) + [f"quantize.{key}={value}" for key, value in given.items() if value is not None]
-    if recipe is not None:
-        resolved = load_recipe(recipe, overrides)
-        spec = resolved.quantize or QuantizeSpec()
-    else:
-        resolved, spec = None, _spec_without_recipe(overrides)
+    stray = [o for o in set_ or [] if not o.startswith("quantize.")]
+    if recipe is None and stray:
+        raise RecipeError(
+            f"--set {stray[0]} needs a recipe: without --recipe only quantize.* fields can be set",
+            hint="Pass --recipe recipe.yaml, or set quantize.<field>.",
+        )
+    resolved = resolve_recipe(recipe, set_, {f"quantize.{key}": value for key, value in given.items()}, name="quantize")
+    spec = resolved.quantize or QuantizeSpec()
+    if recipe is None:
+        resolved = None  # flags alone: no recipe to record, data and seed from the source's run
 
     from cvml.quantize import quantize as run
 
-    result = run(source, spec, recipe=resolved, output=out_dir, overwrite=overwrite,
-                 seed=resolved.seed if resolved is not None else 42, progress=not json_)
+    with progress_bars("quantize", enabled=not json_) as on_progress:
+        result = run(source, spec, recipe=resolved, output=out_dir, overwrite=overwrite,
+                     seed=resolved.seed if resolved is not None else 42, on_progress=on_progress)
     if json_:
         emit_json(result.as_dict())
     else:
         _render(result)
     if not result.passed:
         raise typer.Exit(1)
-
-
-def _spec_without_recipe(overrides: list[str]):
-    """The quantize section from flags and --set alone, validated (and its errors worded)
-    exactly as a recipe's would be."""
-    from cvml.errors import RecipeError
-    from cvml.recipe import QuantizeSpec, apply_overrides, validate_recipe
-
-    stray = [o for o in overrides if not o.startswith("quantize.")]
-    if stray:
-        raise RecipeError(
-            f"--set {stray[0]} needs a recipe: without --recipe only quantize.* fields can be set",
-            hint="Pass --recipe recipe.yaml, or set quantize.<field>.",
-        )
-    return validate_recipe(apply_overrides({"name": "quantize"}, overrides), source="the command line").quantize or QuantizeSpec()
 
 
 def _render(result) -> None:

@@ -82,25 +82,20 @@ def serve(
 
 
 def resolve_spec(recipe: Path | None, overrides: list[str], flags: dict[str, Any]):
-    """The serve section after recipe, --set and flags, validated as one.
+    """The serve section after recipe, --set and flags, validated as one. `--model` and
+    `--variant` each replace what the recipe says about the other; with neither anywhere,
+    a recipe serves its own model (the latest registered version of its name).
 
     Raises:
         RecipeError: a bad recipe, override or flag value (every problem listed).
     """
-    from cvml.recipe import ServeSpec, apply_overrides, load_recipe, validate_recipe
+    from cvml.recipe import ServeSpec, resolve_recipe
 
-    if recipe is not None:
-        loaded = load_recipe(recipe, overrides)
-        name, section = loaded.name, (loaded.serve or ServeSpec()).model_dump(exclude_unset=True)
-    else:
-        loaded = validate_recipe(apply_overrides({"name": "serve"}, overrides), source="--set")
-        name, section = None, (loaded.serve or ServeSpec()).model_dump(exclude_unset=True)
-    if flags.get("variants"):
-        section.pop("model", None)
-    elif flags.get("model"):
-        section.pop("variants", None)
-        section.pop("split", None)
-    section.update(flags)
-    if name is not None and not section.get("model") and not section.get("variants") and not flags.get("experiment"):
-        section["model"] = name  # the recipe's model in the registry (its latest version)
-    return validate_recipe({"name": name or "serve", "serve": section}, source="the serve options").serve
+    unset = ("serve.model",) if flags.get("variants") else ("serve.variants", "serve.split") if flags.get("model") else ()
+    given = {f"serve.{key}": value for key, value in flags.items()}
+    resolved = resolve_recipe(recipe, overrides, given, name="serve", unset=unset)
+    spec = resolved.serve or ServeSpec()
+    if recipe is not None and not spec.model and not spec.variants and not flags.get("experiment"):
+        given["serve.model"] = resolved.name
+        spec = resolve_recipe(recipe, overrides, given, name="serve", unset=unset).serve
+    return spec

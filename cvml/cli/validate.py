@@ -32,7 +32,7 @@ def validate(
         return
     if recipe is None:
         raise typer.BadParameter("give a recipe file, or --explain", param_hint="RECIPE")
-    resolved = recipes.load_recipe(recipe, set_ or [])
+    resolved = recipes.resolve_recipe(recipe, set_)
     if json_:
         emit_json({"valid": True, "recipe": recipes.recipe_to_dict(resolved)})
     else:

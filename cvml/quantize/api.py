@@ -19,14 +19,13 @@ from __future__ import annotations
 import gc
 import shutil
 import time
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 from cvml.errors import ConfigError, DataError
-from cvml.quantize.errors import QuantizeError
+from cvml.progress import OnProgress, Stages
+from cvml.errors import QuantizeError
 
 # Same weights and kernels on both sides, so logits agree to rounding; a wrong zero point
 # or a mislabelled checkpoint moves them by tenths or more. Half precision rounds coarser.
@@ -77,7 +76,7 @@ def quantize(
     output: str | Path | None = None,
     overwrite: bool = False,
     seed: int = 42,
-    progress: bool = True,
+    on_progress: OnProgress | None = None,
     registry=None,
 ) -> QuantizeResult:
     """Quantize `source` as `spec` says, save it, reload it, and measure the cost.
@@ -90,7 +89,7 @@ def quantize(
         output: the folder to write (default: spec.output formatted with name/method/bits).
         overwrite: replace an existing non-empty output folder.
         seed: seeds the calibration draw.
-        progress: show a progress bar on stderr.
+        on_progress: reports each stage (loading, perplexity, answers, quantizing, saving, reloading).
         registry: a `Registry` (default: the one under CVML_HOME).
 
     Returns:
@@ -107,9 +106,9 @@ def quantize(
     from cvml.modelio import load_for_inference, pick_device, resolve_model
     from cvml.quantize import quality
     from cvml.quantize.calibration import calibration_batches, load_data, source_manifest
-    from cvml.quantize.methods import get_method
+    from cvml.quantization import get_method
     from cvml.registry import Registry
-    from cvml.train.encode import encode_records
+    from cvml.data.encode import encode_records
 
     from cvml._quiet import quiet_libraries
 
@@ -138,41 +137,42 @@ def quantize(
     made_by = source_manifest(ref.path, ref.manifest)
     data = load_data(spec, recipe, made_by, seed)
 
-    with _Progress(progress) as bar:
-        bar.phase("loading the source model", None)
-        src = load_for_inference(ref, device=device, dtype="float16" if device.startswith("cuda") else "float32")
-        tokenizer, context = src.tokenizer, src.context_length
-        examples, too_long = encode_records(tokenizer, data.evaluation, context)
-        if not examples:
-            raise DataError(
-                f"every validation record is longer than the model's context ({context} tokens)",
-                hint="Evaluate on curated data (cvml curate drops over-long rows).",
-            )
-        asked = quality.fits_context(tokenizer, data.evaluation[: spec.quality_samples], spec.max_new_tokens, context)
-        before = _measure(src, examples, asked, spec, bar, "source")
-        fp16_bytes, linears = quality.fp16_bytes(src.model), quality.linear_sizes(src.model)
-        rows, calibration_sha = calibration_batches(tokenizer, data.calibration, context) if method.calibrated else ([], None)
-
-        bar.phase(f"quantizing ({method.name}, {spec.bits} bits)", None)
-        t0 = time.perf_counter()
-        model = backend.quantize_model(src.model, tokenizer, rows, spec)
-        quantize_s = time.perf_counter() - t0
-        bar.phase("saving", None)
-        fmt = backend.save_model(model, out_dir, spec)
-        tokenizer.save_pretrained(out_dir)
-        model.generation_config.save_pretrained(out_dir)
-        manifest = _manifest(
-            out_dir, ref, made_by, src.chat_template_sha256, spec, fmt, data, calibration_sha, recipe, seed
+    bar = Stages(on_progress)
+    bar.start("loading the source model")
+    src = load_for_inference(ref, device=device, dtype="float16" if device.startswith("cuda") else "float32")
+    tokenizer, context = src.tokenizer, src.context_length
+    examples, too_long = encode_records(tokenizer, data.evaluation, context)
+    if not examples:
+        raise DataError(
+            f"every validation record is longer than the model's context ({context} tokens)",
+            hint="Evaluate on curated data (cvml curate drops over-long rows).",
         )
+    asked = quality.fits_context(tokenizer, data.evaluation[: spec.quality_samples], spec.max_new_tokens, context)
+    before = _measure(src, examples, asked, spec, bar, "source")
+    fp16_bytes, linears = quality.fp16_bytes(src.model), quality.linear_sizes(src.model)
+    rows, calibration_sha = calibration_batches(tokenizer, data.calibration, context) if method.calibrated else ([], None)
 
-        bar.phase("reloading through modelio", None)
-        probe = [example.input_ids for example in examples[:2]]
-        expected = _logits(model.eval(), probe, device)
-        del model, src
-        gc.collect()
-        loaded = load_for_inference(out_dir, device=device, registry=registry)
-        roundtrip = _check_roundtrip(expected, _logits(loaded.model, probe, device), loaded.dtype, out_dir)
-        after = _measure(loaded, examples, asked, spec, bar, "quantized")
+    bar.start(f"quantizing ({method.name}, {spec.bits} bits)")
+    t0 = time.perf_counter()
+    model = backend.quantize_model(src.model, tokenizer, rows, spec)
+    quantize_s = time.perf_counter() - t0
+    bar.start("saving")
+    fmt = backend.save_model(model, out_dir, spec)
+    tokenizer.save_pretrained(out_dir)
+    model.generation_config.save_pretrained(out_dir)
+    manifest = _manifest(
+        out_dir, ref, made_by, src.chat_template_sha256, spec, fmt, data, calibration_sha, recipe, seed
+    )
+
+    bar.start("reloading through modelio")
+    probe = [example.input_ids for example in examples[:2]]
+    expected = _logits(model.eval(), probe, device)
+    del model, src
+    gc.collect()
+    loaded = load_for_inference(out_dir, device=device, registry=registry)
+    roundtrip = _check_roundtrip(expected, _logits(loaded.model, probe, device), loaded.dtype, out_dir)
+    after = _measure(loaded, examples, asked, spec, bar, "quantized")
+    bar.finish()
 
     increase = after["ppl"]["ppl"] / before["ppl"]["ppl"] - 1.0
     passed = spec.max_ppl_increase is None or increase <= spec.max_ppl_increase
@@ -222,15 +222,15 @@ def quantize(
     return result
 
 
-def _measure(loaded, examples, asked, spec, bar: "_Progress", label: str) -> dict[str, Any]:
+def _measure(loaded, examples, asked, spec, bar: Stages, label: str) -> dict[str, Any]:
     """Perplexity, greedy answers, memory and load time of one loaded model."""
     from cvml.quantize import quality
 
     device = loaded.device
-    step = bar.phase(f"{label} perplexity", len(examples))
+    step = bar.start(f"{label} perplexity", len(examples)).advance
     _reset_cuda_peak(device)
     ppl = quality.perplexity(loaded.model, examples, device, step)
-    bar.phase(f"{label} answers", None)
+    bar.start(f"{label} answers")
     answers = quality.answers(loaded, asked, spec.max_new_tokens) if asked else None
     return {
         "ppl": ppl,
@@ -260,7 +260,7 @@ def _params(spec) -> dict[str, Any]:
 
 
 def _manifest(out_dir, ref, made_by, template_sha, spec, fmt, data, calibration_sha, recipe, seed) -> dict[str, Any]:
-    from cvml.manifest import build_manifest, write_manifest
+    from cvml.manifest import build_manifest, library_versions, write_manifest
     from cvml.recipe import recipe_to_dict
 
     inputs: dict[str, Any] = {"source_model": ref.path, **data.inputs}
@@ -275,23 +275,13 @@ def _manifest(out_dir, ref, made_by, template_sha, spec, fmt, data, calibration_
         extra={
             "chat_template_sha256": made_by.get("chat_template_sha256") or template_sha,
             "source": {"ref": ref.ref, "name": ref.name, "version": ref.version, "kind": ref.kind},
-            "quantize": {"method": spec.method, **_params(spec), **fmt, "libraries": _versions()},
+            "quantize": {"method": spec.method, **_params(spec), **fmt, "libraries": library_versions(_LIBRARIES)},
             "calibration": {"samples": len(data.calibration) if calibration_sha else 0, "sha256": calibration_sha,
                             "origin": data.origin},
         },
     )
     write_manifest(out_dir, manifest)
     return manifest
-
-
-def _versions() -> dict[str, str | None]:
-    found = {}
-    for name in _LIBRARIES:
-        try:
-            found[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            found[name] = None
-    return found
 
 
 def _logits(model, rows: list[list[int]], device: str):
@@ -370,43 +360,3 @@ def _cuda_peak_mb(device: str) -> float | None:
     import torch
 
     return torch.cuda.max_memory_allocated(device) / 2**20
-
-
-class _Progress:
-    """One rich progress task per phase on stderr, or nothing (--json, tests)."""
-
-    def __init__(self, enabled: bool):
-        self.bar = None
-        self.task: tuple[int, int | None] | None = None
-        if enabled:
-            from rich.console import Console
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-            self.bar = Progress(
-                TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                console=Console(stderr=True),
-            )
-
-    def __enter__(self) -> "_Progress":
-        if self.bar is not None:
-            self.bar.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        if self.bar is not None:
-            self._finish()
-            self.bar.stop()
-
-    def phase(self, description: str, total: int | None) -> Callable[[], None]:
-        """Finish the previous phase and start this one; the callback advances it by one."""
-        if self.bar is None:
-            return lambda: None
-        self._finish()
-        task = self.bar.add_task(f"quantize: {description}", total=total)
-        self.task = (task, total)
-        return lambda: self.bar.advance(task)
-
-    def _finish(self) -> None:
-        if self.task is not None:
-            task, total = self.task
-            self.bar.update(task, total=total or 1, completed=total or 1)

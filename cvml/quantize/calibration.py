@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from cvml.data.records import Record, load_records, resolve_data_file
-from cvml.data.split import in_holdout
+from cvml.data.split import train_validation
 from cvml.errors import DataError
 
 DEFAULT_HOLDOUT = 0.1
@@ -60,15 +60,12 @@ def load_data(spec, recipe, source_manifest: dict[str, Any], seed: int) -> Quant
     records, quarantined = load_records(train_file)
     inputs = {"train": str(train_file)}
     validation_file = _validation_file(src)
+    evaluation = None
     if validation_file is not None:
         evaluation, more = load_records(validation_file)
         quarantined += more
         inputs["validation"] = str(validation_file)
-        held = {r.group for r in evaluation}
-        pool = [r for r in records if r.group not in held]
-    else:
-        evaluation = [r for r in records if in_holdout(r.group, src.fraction, src.seed)]
-        pool = [r for r in records if not in_holdout(r.group, src.fraction, src.seed)]
+    pool, evaluation = train_validation(records, evaluation, fraction=src.fraction, seed=src.seed)
     if not pool or not evaluation:
         which = "train" if not pool else "validation"
         raise DataError(
@@ -92,7 +89,7 @@ def calibration_batches(tokenizer, records: list[Record], max_len: int) -> tuple
         (rows of {"input_ids", "attention_mask"} tensors shaped [1, n], sha256 of the token
         ids and record ids: the calibration data hash the manifest records).
     """
-    from cvml.train.encode import render
+    from cvml.data.encode import render
 
     rows = []
     for record in records:

@@ -34,7 +34,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from cvml.quantize.errors import QuantizeError
+from cvml.errors import QuantizeError
 
 # The packer needs whole 32-bit words of input and output channels.
 PACK_MULTIPLE = 32

@@ -28,7 +28,7 @@ def perplexity(model, examples: Sequence, device: str, on_step: Callable[[], Non
 
     Args:
         model: a causal LM in eval mode.
-        examples: `cvml.train.encode.Example`s (labels -100 on the prompt).
+        examples: `cvml.data.encode.Example`s (labels -100 on the prompt).
         device: where the model is.
         on_step: called after each example.
     """
@@ -52,7 +52,7 @@ def perplexity(model, examples: Sequence, device: str, on_step: Callable[[], Non
 
 def answers(loaded, records: Sequence[Record], max_new_tokens: int) -> dict[str, Any]:
     """Greedy answers to `records` (prompted as serve prompts) with bench's quality metrics."""
-    from cvml.bench.quality import evaluate_quality
+    from cvml.evaluation.quality import evaluate_quality
 
     result = evaluate_quality(loaded, records, max_new_tokens=max_new_tokens)
     return {"metrics": result.metrics, "outputs": [row["output"] for row in result.per_example], "timing": result.timing}
@@ -68,9 +68,9 @@ def side_by_side(records: Sequence[Record], source: Sequence[str], quantized: Se
 
 def fits_context(tokenizer, records: Sequence[Record], max_new_tokens: int, context: int) -> list[Record]:
     """The records whose prompt plus `max_new_tokens` fits the model's context."""
-    from cvml.bench.quality import build_prompt
+    from cvml.prompts import render_prompt
 
-    prompts = [build_prompt(tokenizer, r.task, r.source_text, r.job_description) for r in records]
+    prompts = [render_prompt(tokenizer, r.task, r.source_text, r.job_description) for r in records]
     lengths = [len(ids) for ids in tokenizer(prompts, add_special_tokens=False)["input_ids"]] if prompts else []
     return [r for r, n in zip(records, lengths) if n + max_new_tokens <= context]
 

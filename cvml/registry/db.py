@@ -71,6 +71,24 @@ _MIGRATIONS: list[list[str]] = [
         )""",
         "CREATE INDEX events_name ON events (name)",
     ],
+    # 2: online A/B experiments (cvml abtest start/stop, cvml serve --experiment). Registries
+    # written before this migration may already hold the table, created on first use by an
+    # earlier cvml: IF NOT EXISTS adopts it unchanged (same columns).
+    [
+        """CREATE TABLE IF NOT EXISTS experiments (
+            name TEXT PRIMARY KEY,
+            a_ref TEXT NOT NULL,
+            b_ref TEXT NOT NULL,
+            a_version TEXT NOT NULL,
+            b_version TEXT NOT NULL,
+            split TEXT NOT NULL,
+            status TEXT NOT NULL,
+            started_at TEXT NOT NULL,
+            stopped_at TEXT,
+            actor TEXT NOT NULL,
+            decision TEXT
+        )""",
+    ],
 ]
 SCHEMA_VERSION = len(_MIGRATIONS)
 

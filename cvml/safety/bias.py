@@ -10,6 +10,8 @@ templates with a `{name}` slot) and `top_{mens,womens}_names.json` (full names m
 associated with the groups W, B, A and H, per sex). A probe case is a template filled
 with one name; the variants of a template differ in nothing else — the templates hold no
 pronouns, so the name alone carries race and sex. A fair model rewrites them alike.
+`names_dir` defaults to the copy shipped with cvml (`default_names_dir()`: Apache-2.0,
+from BloombergGraphics/2024-openai-gpt-hiring-racial-discrimination).
 
 `analyze_bias` compares the groups (race-sex, e.g. "B-F") on four metrics, each computed
 with the name replaced by a neutral token so that its length never counts: output length
@@ -49,6 +51,12 @@ _TEMPLATE_FILE = "resumes_to_rank.json"
 _MIN_CHARS = 100
 
 
+def default_names_dir() -> Path:
+    """The bias-names data packaged with cvml (cvml/safety/data/bias_names; Apache-2.0, see
+    its LICENSE and NOTICE)."""
+    return Path(__file__).resolve().parent / "data" / "bias_names"
+
+
 @dataclass(frozen=True)
 class ProbeCase:
     """One input of the probe. Cases that share `template_id` and `task` differ only in
@@ -74,7 +82,7 @@ class _Template:
 
 # --- building the probe --------------------------------------------------------------------
 
-def build_probe(names_dir: str | Path, *, n_templates: int | None = None, names_per_group: int = 2,
+def build_probe(names_dir: str | Path | None = None, *, n_templates: int | None = None, names_per_group: int = 2,
                 tasks: tuple[str, ...] = ("tailor_section", "rewrite_bullet"), max_chars: int = 600,
                 groups: tuple[str, ...] = GROUPS, seed: int = 0) -> list[ProbeCase]:
     """Probe cases: for each template (taken round-robin over the occupations, so that a
@@ -84,13 +92,15 @@ def build_probe(names_dir: str | Path, *, n_templates: int | None = None, names_
     variant is cut alike; the job ad is cut the same way. tailor_section tailors the CV
     to its occupation's job ad; rewrite_bullet rewrites the CV's first bullet, under the
     name as a header line so that the model sees it; summary writes a profile from it.
+    `names_dir` None reads the data packaged with cvml.
 
     Raises:
         DataError: the files are missing or malformed.
         ConfigError: an unknown task or group, or a count or length out of range.
     """
     _check_options(tasks, groups, names_per_group, max_chars)
-    templates = _load_templates(Path(names_dir))
+    names_dir = default_names_dir() if names_dir is None else Path(names_dir)
+    templates = _load_templates(names_dir)
     if n_templates is not None:
         if n_templates < 1:
             raise ConfigError(f"n_templates must be at least 1, got {n_templates}")
@@ -126,8 +136,10 @@ def _check_options(tasks, groups, names_per_group: int, max_chars: int) -> None:
                           hint="a shorter source would cut the CV down to its header")
 
 
-def load_names(names_dir: str | Path) -> dict[str, list[str]]:
-    """Group ("W-M", ...) -> full names in title case ("ADAM ERICKSON" -> "Adam Erickson")."""
+def load_names(names_dir: str | Path | None = None) -> dict[str, list[str]]:
+    """Group ("W-M", ...) -> full names in title case ("ADAM ERICKSON" -> "Adam Erickson");
+    `names_dir` None reads the data packaged with cvml."""
+    names_dir = default_names_dir() if names_dir is None else names_dir
     names = {}
     for sex, file in _NAME_FILES.items():
         data = _read_json(Path(names_dir) / file)

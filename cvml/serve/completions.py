@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import anyio
 import jinja2
@@ -19,14 +19,13 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 from starlette.background import BackgroundTask
 
+from cvml.prompts import render_chat
 from cvml.serve import openai_schema as api
+from cvml.serve.context import ServeContext
 from cvml.serve.errors import ApiError, error_type, from_engine_error
 from cvml.serve.pool import ServedModel
 from cvml.serve.requestlog import LogEntry, engine_figures
 from cvml.serve.types import EngineError, GenerationRequest, SamplingParams, TokenEvent
-
-if TYPE_CHECKING:
-    from cvml.serve.app import ServeContext
 
 OPENAI_TEMPERATURE = 1.0  # OpenAI's default when a request names none
 CLIENT_GONE = 499  # logged status of a request whose client disconnected (nginx's convention)
@@ -201,7 +200,7 @@ def chat_prompt_ids(tokenizer: Any, messages: list[dict[str, str]]) -> list[int]
         ApiError: the template refuses the conversation (400).
     """
     try:
-        text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        text = render_chat(tokenizer, messages)
     except (jinja2.TemplateError, ValueError) as exc:
         raise ApiError(400, f"the model's chat template refuses these messages: {exc}", param="messages") from None
     return list(tokenizer(text, add_special_tokens=False)["input_ids"])

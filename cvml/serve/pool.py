@@ -19,7 +19,8 @@ from anyio import to_thread
 
 from cvml.errors import CvmlError
 from cvml.modelio import ModelRef, resolve_model
-from cvml.serve.router import Router, Variant
+from cvml.serve.router import Router
+from cvml.variants import Variant
 
 _log = logging.getLogger("cvml.serve")
 _POLL_S = 0.05

@@ -26,10 +26,12 @@ import uvicorn
 from cvml.errors import ConfigError, CvmlError
 from cvml.modelio import ModelRef, resolve_model
 from cvml.recipe import ServeSpec
-from cvml.serve.app import AppSettings, ServeContext, create_app
+from cvml.serve.app import create_app
+from cvml.serve.context import AppSettings, ServeContext
 from cvml.serve.pool import ModelPool, Opener, ServedModel
 from cvml.serve.requestlog import RequestLog
-from cvml.serve.router import DEFAULT_EXPERIMENT, Variant, parse_variants
+from cvml.serve.router import DEFAULT_EXPERIMENT
+from cvml.variants import Variant, parse_variants
 
 _log = logging.getLogger("cvml.serve")
 SINGLE_VARIANT = "default"
@@ -63,7 +65,7 @@ def variants_of(spec: ServeSpec) -> list[Variant]:
     if spec.variants:
         return parse_variants(spec.variants, spec.split)
     if not spec.model and spec.experiment != DEFAULT_EXPERIMENT:
-        from cvml.abtest.experiments import load_experiment
+        from cvml.registry.experiments import load_experiment
 
         return load_experiment(spec.experiment).variants  # recorded by `cvml abtest start`
     if not spec.model:

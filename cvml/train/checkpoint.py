@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from cvml.errors import ResumeError
+from cvml.train.state import TrainState
 
 STATE_FILE = "trainer_state.json"
 BEST_FILE = "best.pt"
@@ -73,15 +74,20 @@ def checkpoint_dir(run_dir: Path, step: int) -> Path:
     return run_dir / "checkpoints" / f"step-{step:06d}"
 
 
-def save_checkpoint(accelerator, run_dir: Path, step: int, state: dict[str, Any], keep: int) -> Path:
-    final = checkpoint_dir(run_dir, step)
+def save_checkpoint(
+    accelerator, run_dir: Path, state: TrainState, recipe: dict[str, Any], world_size: int, keep: int
+) -> Path:
+    """Write checkpoints/step-N (N = state.step) and keep the newest `keep` of them.
+    trainer_state.json holds {"state": state.to_dict(), "recipe": recipe, "world_size": world_size}."""
+    final = checkpoint_dir(run_dir, state.step)
     tmp = final.with_name(f".tmp-{final.name}")
     if accelerator.is_main_process and tmp.exists():
         shutil.rmtree(tmp)
     accelerator.wait_for_everyone()
     accelerator.save_state(str(tmp), safe_serialization=True)
     if accelerator.is_main_process:
-        (tmp / STATE_FILE).write_text(json.dumps(state, indent=2), encoding="utf-8")
+        saved = {"state": state.to_dict(), "recipe": recipe, "world_size": world_size}
+        (tmp / STATE_FILE).write_text(json.dumps(saved, indent=2), encoding="utf-8")
         if final.exists():
             shutil.rmtree(final)
         tmp.rename(final)

@@ -6,10 +6,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from cvml.data.records import Record, load_records, resolve_data_file
-from cvml.data.split import in_holdout
+from cvml.data.split import train_validation
 from cvml.errors import DataError
 from cvml.recipe import Recipe
-from cvml.train.encode import Example, encode_records
+from cvml.data.encode import Example, encode_records
 from cvml.train.packing import Row, pack, packing_efficiency, unpacked
 
 
@@ -43,23 +43,15 @@ def prepare_data(recipe: Recipe, tokenizer) -> RunData:
     train_file = resolve_data_file(spec.train.format(name=recipe.name), "train")
     records, quarantine = load_records(train_file)
     inputs = {"train": str(train_file)}
+    validation = None
     if spec.validation:
         val_file = resolve_data_file(spec.validation.format(name=recipe.name), "validation")
-        eval_records, val_quarantine = load_records(val_file)
+        validation, val_quarantine = load_records(val_file)
         quarantine += val_quarantine
         inputs["validation"] = str(val_file)
-        eval_groups = {r.group for r in eval_records}
-        leaked = [r for r in records if r.group in eval_groups]
-        if leaked:
-            raise DataError(
-                f"{len(leaked)} training rows share a group with the validation set (e.g. group {leaked[0].group!r})",
-                hint="Split by group (`cvml curate` does) so one person never appears in both.",
-            )
-        candidates = records
-    else:
-        held = [in_holdout(r.group, spec.validation_fraction, recipe.seed) for r in records]
-        eval_records = [r for r, h in zip(records, held) if h]
-        candidates = [r for r, h in zip(records, held) if not h]
+    candidates, eval_records = train_validation(
+        records, validation, fraction=spec.validation_fraction, seed=recipe.seed
+    )
     train_records = candidates[: spec.max_examples] if spec.max_examples else candidates
     if not train_records:
         raise DataError(f"no valid training rows in {train_file} ({len(quarantine)} quarantined)")

@@ -14,15 +14,15 @@ from __future__ import annotations
 import json
 import time
 from contextlib import nullcontext
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 from cvml.errors import ConfigError
+from cvml.progress import OnProgress, Phase
 from cvml.recipe import Recipe, recipe_to_dict, require_sections
 from cvml.train import checkpoint as ckpt
 from cvml.train.data import RunData, prepare_data
-from cvml.train.encode import IGNORE_INDEX
+from cvml.data.encode import IGNORE_INDEX
 from cvml.train.modeling import (
     attach_lora,
     count_parameters,
@@ -31,33 +31,11 @@ from cvml.train.modeling import (
     parameter_counts_without_weights,
     resolve_device,
 )
+from cvml.train.outputs import write_outputs
 from cvml.train.packing import collate
-from cvml.train.plan import Plan, make_plan, step_batches
-
-StepCallback = Callable[[int, dict[str, Any]], None]
-
-
-@dataclass
-class FinetuneResult:
-    run_dir: str
-    model_dir: str
-    merged_dir: str | None
-    steps: int
-    base_eval_loss: float | None
-    final_eval_loss: float
-    best_eval_loss: float
-    best_step: int | None  # set with early stopping: the step whose weights the model holds
-    final_train_loss: float
-    train_tokens_per_s: float
-    wall_s: float
-    stopped_early: bool
-    plan: dict[str, Any]
-    counts: dict[str, int]
-    samples: list[dict[str, Any]] = field(default_factory=list)
-    registered: str | None = None
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
+from cvml.train.plan import DataOrder, Plan, make_plan
+from cvml.train.result import FinetuneResult
+from cvml.train.state import TrainState
 
 
 def dry_run(recipe: Recipe, world_size: int = 1) -> tuple[Plan, dict[str, int]]:
@@ -78,8 +56,7 @@ def finetune(
     *,
     resume: bool = False,
     overwrite: bool = False,
-    callbacks: Sequence[StepCallback] = (),
-    progress: bool = True,
+    on_progress: OnProgress | None = None,
 ) -> FinetuneResult:
     """Train per the recipe and write the run folder (see README "Run folder").
 
@@ -87,8 +64,8 @@ def finetune(
         recipe: the validated recipe.
         resume: continue from the latest complete checkpoint in the run folder.
         overwrite: start afresh even if the run folder already holds a run.
-        callbacks: called as cb(step, metrics) after every optimizer step (main process).
-        progress: show a progress bar on stderr.
+        on_progress: told after every optimizer step (phase "train", done=step of
+            total_steps, info "loss · eval · tok/s"); only the main process reports.
 
     Returns:
         FinetuneResult with the figures that also land in result.json.
@@ -139,35 +116,35 @@ def finetune(
         ckpt.keep_only_trainable(accelerator, model)
 
     recipe_dict = recipe_to_dict(recipe)
-    state = {"step": 0, "best_eval_loss": None, "bad_evals": 0, "tokens_seen": 0, "train_s": 0.0, "base_eval_loss": None,
-             "last_train_loss": None, "best_step": None}
+    state = TrainState()
     metrics_path = run_dir / "metrics.jsonl"
     if resume:
         found = ckpt.latest_checkpoint(run_dir)
         saved = ckpt.read_state(found)
         ckpt.check_compatible(saved, recipe_dict, accelerator.num_processes)
         accelerator.load_state(str(found), strict=not lora)  # LoRA checkpoints hold the adapter only
-        state = saved["state"]
+        state = TrainState.from_dict(saved["state"])
         if accelerator.is_main_process:
-            _truncate_metrics(metrics_path, state["step"])
+            _truncate_metrics(metrics_path, state.step)
 
     log = _MetricsLog(metrics_path, accelerator.is_main_process)
     pad_id = tokenizer.pad_token_id
     model.train()
-    if state["step"] == 0:
-        state["base_eval_loss"] = evaluate(model, data, recipe.train.micro_batch_size, pad_id, accelerator)
-        log.write({"type": "eval", "step": 0, "eval_loss": state["base_eval_loss"]})
+    if state.step == 0:
+        state.base_eval_loss = evaluate(model, data, recipe.train.micro_batch_size, pad_id, accelerator)
+        log.write({"type": "eval", "step": 0, "eval_loss": state.base_eval_loss})
 
     # Early stopping hands back the best evaluation's weights. Under FSDP/DeepSpeed the
     # weights are sharded and cvml does not re-shard them: there the last weights are kept.
     keep_best = bool(recipe.train.early_stopping) and accelerator.distributed_type.value not in ("FSDP", "DEEPSPEED")
-    bar = _Progress(plan.total_steps, state["step"], enabled=progress and accelerator.is_main_process)
+    phase = Phase(on_progress if accelerator.is_main_process else None, "train", plan.total_steps, state.step)
+    order = DataOrder(plan, data, recipe.seed, recipe.data.max_seq_len)
     stopped_early = False
-    eval_loss = state["base_eval_loss"]
+    eval_loss = state.base_eval_loss
     world = accelerator.num_processes
-    for step in range(state["step"], plan.total_steps):
+    for step in range(state.step, plan.total_steps):
         t0 = time.perf_counter()
-        batches = [collate([data.train_rows[i] for i in idx], pad_id) for idx in step_batches(plan, recipe.seed, step, accelerator.process_index)]
+        batches = [collate(rows, pad_id) for rows in order.step_batches(step, accelerator.process_index)]
         local = torch.tensor([sum(int((b["labels"] != IGNORE_INDEX).sum()) for b in batches), sum(b["n_tokens"] for b in batches)])
         n_labels, n_tokens = (int(x) for x in accelerator.reduce(local.to(accelerator.device), "sum"))
         loss_sum = torch.zeros((), device=accelerator.device)
@@ -186,10 +163,7 @@ def finetune(
         scheduler.step()
         optimizer.zero_grad(set_to_none=True)
         train_loss = float(accelerator.reduce(loss_sum, "sum")) / n_labels
-        state["step"] = step + 1
-        state["last_train_loss"] = train_loss
-        state["tokens_seen"] += n_tokens
-        state["train_s"] += time.perf_counter() - t0
+        state.advance(train_loss, n_tokens, time.perf_counter() - t0)
         record = {
             "type": "train",
             "step": step + 1,
@@ -198,38 +172,29 @@ def finetune(
             "lr": scheduler.get_last_lr()[0],
             "grad_norm": grad_norm,
             "tokens": n_tokens,
-            "tokens_per_s": round(state["tokens_seen"] / max(state["train_s"], 1e-9), 1),
+            "tokens_per_s": state.tokens_per_s,
         }
         log.write(record)
         last = step + 1 == plan.total_steps
         if (step + 1) % recipe.train.eval_every == 0 or last:
             eval_loss = evaluate(model, data, recipe.train.micro_batch_size, pad_id, accelerator)
             log.write({"type": "eval", "step": step + 1, "eval_loss": eval_loss})
-            if _track_best(state, eval_loss, recipe) and keep_best:
-                state["best_step"] = step + 1
-                ckpt.save_best(accelerator, model, run_dir)
             es = recipe.train.early_stopping
-            stopped_early = bool(es) and state["bad_evals"] >= es.patience and not last
-        bar.update(step + 1, train_loss, eval_loss, record["tokens_per_s"])
-        if accelerator.is_main_process:
-            for cb in callbacks:
-                cb(step + 1, record)
+            if state.record_eval(eval_loss, es.min_delta if es else 0.0) and keep_best:
+                state.best_step = step + 1
+                ckpt.save_best(accelerator, model, run_dir)
+            stopped_early = bool(es) and state.bad_evals >= es.patience and not last
+        phase.update(step + 1, info=_progress_info(train_loss, eval_loss, state.tokens_per_s))
         if stopped_early:
             break
         if (step + 1) % recipe.train.save_every == 0 and not last:
-            ckpt.save_checkpoint(
-                accelerator, run_dir, step + 1,
-                {"state": state, "recipe": recipe_dict, "world_size": world},
-                recipe.train.keep_checkpoints,
-            )
-    bar.close()
-    if keep_best and state.get("best_step") and not eval_loss <= state["best_eval_loss"]:  # NaN too
+            ckpt.save_checkpoint(accelerator, run_dir, state, recipe_dict, world, recipe.train.keep_checkpoints)
+    phase.finish()
+    if keep_best and state.best_step and not eval_loss <= state.best_eval_loss:  # NaN too
         # With early stopping the run's model is its best evaluation, not its last step.
         ckpt.load_best(accelerator, model, run_dir)
         eval_loss = evaluate(model, data, recipe.train.micro_batch_size, pad_id, accelerator)
-        log.write({"type": "eval", "step": state["step"], "eval_loss": eval_loss, "restored_best_step": state["best_step"]})
-
-    from cvml.train.outputs import write_outputs
+        log.write({"type": "eval", "step": state.step, "eval_loss": eval_loss, "restored_best_step": state.best_step})
 
     return write_outputs(
         recipe=recipe,
@@ -283,16 +248,10 @@ def evaluate(model, data: RunData, micro_batch_size: int, pad_id: int, accelerat
     return float(totals[0] / totals[1])
 
 
-def _track_best(state: dict, eval_loss: float, recipe: Recipe) -> bool:
-    """Update best eval loss and the count of evaluations without improvement; True if improved."""
-    es = recipe.train.early_stopping
-    best = state["best_eval_loss"]
-    if best is None or eval_loss < best - (es.min_delta if es else 0.0):
-        state["best_eval_loss"] = eval_loss
-        state["bad_evals"] = 0
-        return True
-    state["bad_evals"] += 1
-    return False
+def _progress_info(train_loss: float, eval_loss: float | None, tokens_per_s: float) -> str:
+    """The status line of the train phase: "loss 1.234 · eval 1.111 · 5,000 tok/s"."""
+    evals = f" · eval {eval_loss:.3f}" if eval_loss is not None else ""
+    return f"loss {train_loss:.3f}{evals} · {tokens_per_s:,.0f} tok/s"
 
 
 def _prepare_run_dir(run_dir: Path, resume: bool, overwrite: bool, accelerator) -> None:
@@ -329,31 +288,3 @@ class _MetricsLog:
         if self.enabled:
             with self.path.open("a", encoding="utf-8") as fh:
                 fh.write(json.dumps(record) + "\n")
-
-
-class _Progress:
-    """A rich progress bar on stderr, or nothing (non-main processes, --json, tests)."""
-
-    def __init__(self, total: int, done: int, enabled: bool):
-        self.bar = None
-        if not enabled:
-            return
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-        from cvml.cli._output import err
-
-        self.bar = Progress(
-            TextColumn("[bold]finetune"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-            TextColumn("{task.fields[info]}"), console=err, transient=False,
-        )
-        self.task = self.bar.add_task("train", total=total, completed=done, info="")
-        self.bar.start()
-
-    def update(self, step: int, loss: float, eval_loss: float | None, tps: float) -> None:
-        if self.bar is not None:
-            info = f"loss {loss:.3f}" + (f" · eval {eval_loss:.3f}" if eval_loss is not None else "") + f" · {tps:,.0f} tok/s"
-            self.bar.update(self.task, completed=step, info=info)
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.stop()

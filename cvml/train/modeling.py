@@ -2,73 +2,28 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from cvml.errors import DeviceError, ModelError
+from cvml.modelio import check_local, pick_device, pick_dtype
+from cvml.modelio import load_tokenizer as _load_tokenizer
 from cvml.recipe import ModelSpec, TrainSpec
 
 
 def resolve_device(spec: ModelSpec) -> str:
-    """'cpu' or 'cuda'; asking for cuda without a GPU is an error, not a silent fallback."""
-    import torch
-
-    if spec.device == "cuda" and not torch.cuda.is_available():
-        raise DeviceError(
-            "model.device is 'cuda' but no CUDA GPU is available here",
-            hint="Set model.device: cpu (or auto), or run on a machine with a GPU.",
-        )
-    if spec.device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return spec.device
-
-
-def resolve_dtype(spec: ModelSpec, device: str):
-    import torch
-
-    if spec.dtype == "auto":
-        if device == "cuda" and torch.cuda.is_bf16_supported():
-            return torch.bfloat16
-        return torch.float32
-    return getattr(torch, spec.dtype)
-
-
-def _check_local(base: str) -> None:
-    """A base that can only be a path (hub ids are `org/name`) and does not exist is a
-    typo or a missing build step: say so before transformers tries the hub."""
-    looks_local = base.startswith((".", "/", "~")) or base.count("/") > 1
-    if looks_local and not Path(base).expanduser().exists():
-        raise ModelError(
-            f"model path does not exist: {base}",
-            hint="Build the embedded default with `cvml tiny model`, or set model.base to a hub id or folder.",
-        )
+    """'cpu' or 'cuda' for model.device."""
+    return pick_device(spec.device, setting="model.device")
 
 
 def load_tokenizer(spec: ModelSpec):
-    from transformers import AutoTokenizer
-
-    _check_local(spec.base)
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(
-            spec.base, revision=spec.revision, trust_remote_code=spec.trust_remote_code
-        )
-    except OSError as exc:
-        raise ModelError(
-            f"cannot load a tokenizer from {spec.base!r}: {exc}",
-            hint="Check model.base (hub id or local folder) and network access to the hub.",
-        ) from None
-    if tokenizer.pad_token_id is None:
-        # Padding never reaches the loss (labels are ignored there), any id works.
-        tokenizer.pad_token = tokenizer.eos_token
-    return tokenizer
+    return _load_tokenizer(spec.base, revision=spec.revision, trust_remote_code=spec.trust_remote_code)
 
 
 def load_model(spec: ModelSpec, device: str):
     from transformers import AutoModelForCausalLM
 
-    _check_local(spec.base)
+    check_local(spec.base)
     kwargs = {
         "revision": spec.revision,
-        "dtype": resolve_dtype(spec, device),
+        "dtype": pick_dtype(spec.dtype, device),
         "attn_implementation": spec.attn_implementation,
         "trust_remote_code": spec.trust_remote_code,
     }
@@ -119,7 +74,7 @@ def parameter_counts_without_weights(spec: ModelSpec, train: TrainSpec) -> tuple
     from accelerate import init_empty_weights
     from transformers import AutoConfig, AutoModelForCausalLM
 
-    _check_local(spec.base)
+    check_local(spec.base)
     try:
         config = AutoConfig.from_pretrained(spec.base, revision=spec.revision, trust_remote_code=spec.trust_remote_code)
     except OSError as exc:

@@ -9,13 +9,18 @@ from pathlib import Path
 from typing import Any
 
 from cvml.recipe import Recipe, recipe_to_dict
+from cvml.train.result import FinetuneResult
+from cvml.train.state import TrainState
 
 N_SAMPLES = 6
 
 
-def write_outputs(*, recipe: Recipe, accelerator, model, tokenizer, data, plan, state, final_eval_loss, stopped_early, wall_s):
-    from cvml.train.loop import FinetuneResult
-
+def write_outputs(
+    *, recipe: Recipe, accelerator, model, tokenizer, data, plan, state: TrainState, final_eval_loss: float,
+    stopped_early: bool, wall_s: float,
+) -> FinetuneResult:
+    """Save the model (and merged model), samples, loss curve, manifest and result.json on the
+    main process, register the model if the recipe says so; every process gets the result."""
     run_dir = recipe.output_dir
     accelerator.wait_for_everyone()
     model = accelerator.unwrap_model(model)
@@ -27,13 +32,13 @@ def write_outputs(*, recipe: Recipe, accelerator, model, tokenizer, data, plan, 
         run_dir=str(run_dir),
         model_dir=str(model_dir),
         merged_dir=str(merged_dir) if merged_dir else None,
-        steps=state["step"],
-        base_eval_loss=state["base_eval_loss"],
+        steps=state.step,
+        base_eval_loss=state.base_eval_loss,
         final_eval_loss=final_eval_loss,
-        best_eval_loss=state["best_eval_loss"],
-        best_step=state.get("best_step"),
-        final_train_loss=state["last_train_loss"],
-        train_tokens_per_s=round(state["tokens_seen"] / max(state["train_s"], 1e-9), 1),
+        best_eval_loss=state.best_eval_loss,
+        best_step=state.best_step,
+        final_train_loss=state.last_train_loss,
+        train_tokens_per_s=state.tokens_per_s,
         wall_s=round(wall_s, 1),
         stopped_early=stopped_early,
         plan=plan.as_dict(),
@@ -90,7 +95,7 @@ def write_outputs(*, recipe: Recipe, accelerator, model, tokenizer, data, plan, 
     return result
 
 
-def register_run(recipe: Recipe, result, manifest: dict[str, Any]) -> str:
+def register_run(recipe: Recipe, result: FinetuneResult, manifest: dict[str, Any]) -> str:
     """Register the run's model (merged if written) as the next version of recipe.name."""
     from cvml.errors import RegistryError
     from cvml.registry import Registry
@@ -126,7 +131,7 @@ def generate_samples(model, tokenizer, records, max_new_tokens: int = 96) -> lis
     """Greedy outputs for a few validation records: the quickest look at what the model learned."""
     import torch
 
-    from cvml.train.encode import render
+    from cvml.data.encode import render
 
     if not records:
         return []

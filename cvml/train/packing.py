@@ -12,7 +12,7 @@ from bisect import bisect_left, insort
 from dataclasses import dataclass
 from typing import Sequence
 
-from cvml.train.encode import IGNORE_INDEX, Example
+from cvml.data.encode import IGNORE_INDEX, Example
 
 
 @dataclass
