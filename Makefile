@@ -9,7 +9,7 @@ export CVML_HOME ?= $(CURDIR)/.cvml
 TINY_BASE := artifacts/tiny/base
 TINY_DATA := artifacts/tiny/data/cv-raw.jsonl
 
-.PHONY: install demo test bench clean
+.PHONY: install demo test test-fast bench clean
 
 # torch is pinned first so pip takes the CPU build from the local disk, never a CUDA one.
 $(STAMP):
@@ -42,11 +42,16 @@ demo: install $(TINY_BASE)/config.json $(TINY_DATA)
 	$(BIN)/cvml abtest offline --a $(TINY_BASE) --b tiny-cv@prod --data data/tiny-cv --limit 32 --out abtest/tiny-cv-offline
 	$(BIN)/python scripts/serve_demo.py tiny-cv@prod
 
+# Every tier: unit, integration on the tiny model; GPU tests are skipped without CUDA.
 test: install
 	$(BIN)/pytest -q
 
-bench: install $(TINY_BASE)/config.json $(TINY_DATA)
-	$(BIN)/cvml curate recipes/tiny-cv-lora.yaml
+# The unit tier alone (no model built or loaded): under 30 s.
+test-fast: install
+	$(BIN)/pytest -q -m "not integration and not gpu"
+
+# Each benchmark prepares its own inputs.
+bench: install
 	$(BIN)/python benchmarks/finetune_throughput.py --recipe recipes/tiny-cv-lora.yaml
 	$(BIN)/python benchmarks/curate_throughput.py
 	$(BIN)/python benchmarks/serve_throughput.py

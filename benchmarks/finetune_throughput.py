@@ -22,6 +22,7 @@ recipe (base model, raw data, curated dataset) are built first, as `cvml tiny mo
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -45,7 +46,8 @@ def main() -> None:
     from cvml.errors import CvmlError
 
     try:
-        run(args)
+        with contextlib.redirect_stdout(sys.stderr):  # trainers' and libraries' chatter; stdout gets the JSON
+            summary = run(args)
     except CvmlError as exc:
         log(f"error: {exc.message}" + (f"\nHint: {exc.hint}" if exc.hint else ""))
         sys.exit(exc.exit_code)
@@ -54,9 +56,11 @@ def main() -> None:
             raise
         log(f"error: {type(exc).__name__}: {exc} (set CVML_DEBUG=1 for the traceback)")
         sys.exit(1)
+    print(json.dumps(summary))
 
 
-def run(args) -> None:
+def run(args) -> dict:
+    """Prepare the inputs, train every seed, and summarise (means, and spreads over seeds)."""
     import statistics
 
     import torch
@@ -83,7 +87,7 @@ def run(args) -> None:
     def rounded(value: float | None, digits: int) -> float | None:
         return None if value is None else round(value, digits)
 
-    print(json.dumps({
+    return {
         "benchmark": "finetune_throughput",
         "recipe": args.recipe,
         "baseline": "transformers.Trainer + PEFT LoRA, DataCollatorForSeq2Seq padding='longest'",
@@ -105,7 +109,7 @@ def run(args) -> None:
         "trl_eval_loss_sd": spread("trl_eval_loss"),
         "cvml_packing_efficiency": runs[0]["cvml_packing_efficiency"],
         "per_seed": runs,
-    }))
+    }
 
 
 def prepare_inputs(recipe) -> None:

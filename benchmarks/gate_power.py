@@ -51,8 +51,13 @@ class SlowForward:
     does not multiply one descheduled call).
 
     The wait sleeps, then spins its last half millisecond, so it lasts what was asked
-    (a bare sleep wakes late) without taking a core from the client. Both sides get the
-    wrapper (A keeps factor 0), so the A/A comparison is of identical code paths.
+    (a bare sleep wakes late) without taking a core from the client. On a loaded machine a
+    sleep still wakes late now and then (the core has gone to another process), which
+    would add a delay that grows with the load, so the wrapper keeps account: `asked_s` is
+    the sum of the waits asked, `waited_s` of the waits made, and each wait lasts what is
+    still owed, so a late wake-up is repaid by the next waits and the injected time stays
+    `factor` × the forward time at any load. Both sides get the wrapper (A keeps factor 0),
+    so the A/A comparison is of identical code paths.
     """
 
     SPIN_S = 0.0005
@@ -62,6 +67,8 @@ class SlowForward:
         self.forward = forward
         self.factor = 0.0
         self.seconds = 0.0
+        self.asked_s = 0.0
+        self.waited_s = 0.0
         self.mean_s: float | None = None
 
     def __call__(self, *args, **kwargs):
@@ -72,11 +79,15 @@ class SlowForward:
         self.seconds += took
         self.mean_s = took if self.mean_s is None else self.mean_s + self.SMOOTHING * (took - self.mean_s)
         if self.factor:
-            deadline = end + self.factor * self.mean_s
-            if deadline - end > self.SPIN_S:
-                time.sleep(deadline - end - self.SPIN_S)
-            while time.perf_counter() < deadline:
-                pass
+            self.asked_s += self.factor * self.mean_s
+            owed = self.asked_s - self.waited_s
+            if owed > 0:
+                deadline = end + owed
+                if owed > self.SPIN_S:
+                    time.sleep(owed - self.SPIN_S)
+                while time.perf_counter() < deadline:
+                    pass
+                self.waited_s += time.perf_counter() - end
         return out
 
 
@@ -273,12 +284,18 @@ def _calibrate(args, spec, level: str, run, slow: SlowForward, measured_ratio, p
     steps = []
     for step in range(args.calibration_steps):
         slow.factor = factor
+        waited_s, forward_s = slow.waited_s, slow.seconds
         candidate, baseline, seconds = run()
         ratio = measured_ratio(candidate, baseline)
         ratios = pair_ratios(candidate, baseline)
+        wall = sum(t["wall_s"] for t in candidate["samples"]["perf"][level])
         steps.append({
             "factor": round(factor, 4), "ratio": round(ratio, 4), "drop": round(1 - ratio, 4),
             "pair_sd": round(statistics.stdev(ratios), 4), "seconds": round(seconds, 1),
+            # B's time in waits and in forward passes (warm-up included), per second of its trials
+            "wait_share": round((slow.waited_s - waited_s) / wall, 4),
+            "forward_share": round((slow.seconds - forward_s) / wall, 4),
+            "forward_ms": round(1000 * slow.mean_s, 3),
         })
         log(f"calibration {step + 1}/{args.calibration_steps}: k {factor:.3f} → B/A {ratio:.3f} "
             f"(drop {1 - ratio:.3f}, wanted {args.slowdown:.3f}) in {seconds:.1f} s")

@@ -1,5 +1,9 @@
-"""Shared fixtures: a tiny base model and synthetic data built once per session, and an
-isolated CVML_HOME (registry) per test."""
+"""Shared fixtures: a tiny base model (and it loaded for inference) and synthetic data built
+once per session, the CLI runner, and an isolated CVML_HOME (registry) per test.
+
+Tiers: a test that needs the tiny model or data (directly or through another fixture) is
+marked `integration`; the rest is the unit tier (`make test-fast`). GPU tests are marked
+`gpu` and skipped without CUDA."""
 
 from __future__ import annotations
 
@@ -12,6 +16,20 @@ import yaml
 # Keep the test processes from oversubscribing the CPU (torch + gloo workers).
 os.environ.setdefault("OMP_NUM_THREADS", "2")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+# Fixtures that build or load a model or dataset: a test using any of them is an integration test.
+INTEGRATION_FIXTURES = {"tiny_base", "tiny_data", "make_recipe", "loaded", "llama"}
+# A test of a store on a real Postgres server (started by scripts/pg_server.py) is one too.
+INTEGRATION_FIXTURES |= {"pg_url", "pg_db_url"}
+
+
+@pytest.fixture(scope="session")
+def runner():
+    """Typer's CliRunner; stdout and stderr apart, as a shell sees them."""
+    from typer.testing import CliRunner
+
+    return CliRunner()
+
 
 @pytest.fixture(autouse=True)
 def cvml_home(tmp_path, monkeypatch) -> Path:
@@ -32,6 +50,14 @@ def tiny_base(tmp_path_factory) -> Path:
     )
     build_base_model(out, seed=0, spec=spec)
     return out
+
+
+@pytest.fixture(scope="session")
+def loaded(tiny_base):
+    """The tiny base loaded for inference on the CPU (`cvml.modelio.LoadedModel`), once."""
+    from cvml.modelio import load_for_inference
+
+    return load_for_inference(tiny_base, device="cpu")
 
 
 @pytest.fixture(scope="session")
@@ -69,8 +95,100 @@ def make_recipe(tmp_path, tiny_base, tiny_data):
     return make
 
 
+def _pg_unavailable(reason: str):
+    """CI must not silently skip the Postgres tests: fail there, skip (with the reason) elsewhere."""
+    if os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no"):
+        pytest.fail(f"PostgreSQL tests cannot run (CI is set): {reason}", pytrace=False)
+    pytest.skip(f"PostgreSQL not available: {reason}")
+
+
+@pytest.fixture(scope="session")
+def pg_url():
+    """URL of a real PostgreSQL server: $CVML_TEST_PG_URL when set (e.g. under
+    `python scripts/pg_server.py run -- pytest ...`), else a throwaway server started for the
+    session by scripts/pg_server.py and stopped at its end."""
+    url = os.environ.get("CVML_TEST_PG_URL")
+    if url:
+        yield url
+        return
+    import importlib.util
+
+    path = Path(__file__).resolve().parent.parent / "scripts" / "pg_server.py"
+    try:
+        spec = importlib.util.spec_from_file_location("cvml_pg_server", path)
+        pg_server = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(pg_server)
+        server = pg_server.start()
+    except Exception as e:  # noqa: BLE001 - any failure means "no server"; the reason is reported
+        _pg_unavailable(f"could not start a throwaway server ({path.name}): {e}")
+    try:
+        yield server.url
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def pg_db_url(pg_url):
+    """URL of a fresh, empty database on the `pg_url` server, dropped after the test."""
+    import uuid
+    from urllib.parse import urlsplit, urlunsplit
+
+    try:
+        import psycopg
+    except ImportError as e:
+        _pg_unavailable(f"psycopg is not installed ({e}); pip install 'psycopg[binary]>=3.2'")
+    parts = urlsplit(pg_url)
+    admin = None
+    for dbname in ("postgres", parts.path.lstrip("/")):  # the maintenance db, else the URL's own
+        try:
+            admin = psycopg.connect(urlunsplit(parts._replace(path="/" + dbname)), autocommit=True)
+            break
+        except psycopg.OperationalError as e:
+            error = e
+    if admin is None:
+        _pg_unavailable(f"cannot connect to {parts.hostname}:{parts.port}: {error}")
+    name = f"t_{uuid.uuid4().hex}"
+    with admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+        try:
+            yield urlunsplit(parts._replace(path="/" + name))
+        finally:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def pytest_generate_tests(metafunc):
+    """A test that uses `store_backend` runs on SQLite and on Postgres, unless marked
+    `sqlite_only` (it looks at the SQLite file itself)."""
+    if "store_backend" in metafunc.fixturenames:
+        only_sqlite = metafunc.definition.get_closest_marker("sqlite_only") is not None
+        metafunc.parametrize("store_backend", ["sqlite"] if only_sqlite else ["sqlite", "postgres"], indirect=True)
+
+
+@pytest.fixture
+def store_backend(request, monkeypatch):
+    """The backend of every store the test opens by default: SQLite under CVML_HOME, or a
+    fresh Postgres database (migrated, as `cvml db upgrade` would) through CVML_DB_URL."""
+    if request.param == "postgres":
+        from cvml.registry.db import REGISTRY
+        from cvml.serve.requestlog import REQUEST_LOG
+        from cvml.storage import Database, storage_url
+
+        url = request.getfixturevalue("pg_db_url")
+        for schema in (REGISTRY, REQUEST_LOG):
+            Database.open(storage_url(url, default_file=Path("unused.db")), schema, migrate=True)
+        monkeypatch.setenv("CVML_DB_URL", url)
+        yield "postgres"
+        Database.dispose(url)
+    else:
+        monkeypatch.delenv("CVML_DB_URL", raising=False)
+        yield "sqlite"
+
+
 def pytest_collection_modifyitems(config, items):
-    """GPU tests run where CUDA is; elsewhere they are skipped with the reason."""
+    """Mark the integration tier; GPU tests run where CUDA is, elsewhere they are skipped with the reason."""
+    for item in items:
+        if INTEGRATION_FIXTURES & set(getattr(item, "fixturenames", ())) or "slow" in item.keywords:
+            item.add_marker(pytest.mark.integration)
     if not any("gpu" in item.keywords for item in items):
         return
     import torch

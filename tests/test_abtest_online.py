@@ -24,7 +24,7 @@ T0 = datetime(2025, 1, 1, tzinfo=timezone.utc)
 
 
 @pytest.fixture
-def registry(tmp_path):
+def registry(store_backend, tmp_path):
     """cv@1 (prod) and cv@2 (canary), two versions at one folder."""
     model = tmp_path / "model"
     model.mkdir()
@@ -202,12 +202,11 @@ def test_auto_promotes_only_on_ship(registry):
 # ------------------------------------------------------------------------------ end to end
 
 
-def test_serve_split_feedback_analyze_and_promote_end_to_end(tiny_base, tmp_path):
+def test_serve_split_feedback_analyze_and_promote_end_to_end(runner, tiny_base, tmp_path):
     """Serve two registered tiny models 50/50, feed back that b's answers are kept far more often,
     let `analyze` find it, `stop --auto` promote b, and the running server serve it as prod."""
     import httpx
-    from typer.testing import CliRunner
-
+    
     from cvml.cli.main import app
     from cvml.recipe import ServeSpec
     from cvml.serve.server import BackgroundServer
@@ -217,7 +216,6 @@ def test_serve_split_feedback_analyze_and_promote_end_to_end(tiny_base, tmp_path
     reg.register(tiny_base, "cv", "finetune", parent="cv@1")
     reg.promote("cv@1", "prod")
     reg.promote("cv@2", "canary")
-    runner = CliRunner()
     rule = ["--set", "abtest.online.mde=0.2", "--set", "abtest.online.min_samples=15"]
     started = runner.invoke(app, ["abtest", "start", "--experiment", "e2e", "--a", "cv@prod", "--b", "cv@canary", "--split", "50/50"])
     assert started.exit_code == 0, started.stderr

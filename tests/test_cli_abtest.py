@@ -7,12 +7,9 @@ import json
 import numpy as np
 import pytest
 import yaml
-from typer.testing import CliRunner
 
 from cvml.cli.main import app
 from cvml.progress import Progress
-
-runner = CliRunner()
 
 
 @pytest.fixture
@@ -54,7 +51,7 @@ def fake_offline(monkeypatch):
     return calls
 
 
-def test_offline_json_report_and_flag_precedence(fake_offline, tmp_path):
+def test_offline_json_report_and_flag_precedence(runner, fake_offline, tmp_path):
     recipe = tmp_path / "r.yaml"
     recipe.write_text(yaml.safe_dump({"name": "r", "abtest": {"mde": 2.0, "eval_samples": 10, "eval_data": "from-recipe"}}))
     result = runner.invoke(app, [
@@ -71,7 +68,7 @@ def test_offline_json_report_and_flag_precedence(fake_offline, tmp_path):
     assert (tmp_path / "rep" / "report.md").is_file() and payload["files"]["json"].endswith("report.json")
 
 
-def test_offline_table_and_default_folder(fake_offline, tmp_path, monkeypatch):
+def test_offline_table_and_default_folder(runner, fake_offline, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     result = runner.invoke(app, ["abtest", "offline", "--a", "cv@prod", "--b", "runs/new", "--data", "d.jsonl"])
     assert result.exit_code == 0, result.stderr
@@ -79,17 +76,17 @@ def test_offline_table_and_default_folder(fake_offline, tmp_path, monkeypatch):
     assert (tmp_path / "abtest" / "offline-cv_prod-vs-new" / "report.json").is_file()
 
 
-def test_offline_without_data_is_a_usage_error(fake_offline):
+def test_offline_without_data_is_a_usage_error(runner, fake_offline):
     result = runner.invoke(app, ["abtest", "offline", "--a", "x", "--b", "y"])
     assert result.exit_code == 2 and "no eval data given" in result.stderr and "--data" in result.stderr
 
 
-def test_bad_set_names_the_field():
+def test_bad_set_names_the_field(runner):
     result = runner.invoke(app, ["abtest", "offline", "--a", "x", "--b", "y", "--set", "abtest.primry=chrf"])
     assert result.exit_code == 2 and "did you mean 'abtest.primary'" in result.stderr
 
 
-def test_start_status_analyze_stop(registry, tmp_path):
+def test_start_status_analyze_stop(runner, registry, tmp_path):
     started = runner.invoke(app, ["abtest", "start", "--experiment", "e1", "--a", "cv@prod", "--b", "cv@canary",
                                   "--split", "80/20", "--json"])  # fmt: skip
     assert started.exit_code == 0, started.stderr
@@ -121,13 +118,13 @@ def test_start_status_analyze_stop(registry, tmp_path):
         (["--promote", "a"], "only the candidate b"),
     ],
 )
-def test_stop_needs_exactly_one_action(registry, args, message):
+def test_stop_needs_exactly_one_action(runner, registry, args, message):
     runner.invoke(app, ["abtest", "start", "--experiment", "e1", "--a", "cv@prod", "--b", "cv@canary"])
     result = runner.invoke(app, ["abtest", "stop", "e1", *args])
     assert result.exit_code == 2 and message in result.stderr
 
 
-def test_unknown_experiment_is_an_error_with_a_hint(registry):
+def test_unknown_experiment_is_an_error_with_a_hint(runner, registry):
     result = runner.invoke(app, ["abtest", "status", "nope"])
     assert result.exit_code == 1 and "no experiment named 'nope'" in result.stderr
     assert "cvml abtest start" in result.stderr

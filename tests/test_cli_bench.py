@@ -9,13 +9,11 @@ import xml.etree.ElementTree as ET
 
 import pytest
 import yaml
-from typer.testing import CliRunner
 
 from cvml.bench.api import BenchResult
 from cvml.bench.gates import GateResult
 from cvml.cli.main import app
 
-runner = CliRunner()
 SMALL = {
     "concurrency": [1], "requests_per_level": 3, "trials": 2, "warmup_requests": 1, "max_new_tokens": 6,
     "bias_probe": False,
@@ -29,7 +27,7 @@ def write_recipe(tmp_path, gates, **bench) -> str:
 
 
 @pytest.fixture(scope="module")
-def passing(tiny_base, tmp_path_factory):
+def passing(runner, tiny_base, tmp_path_factory):
     """A real bench of the tiny model whose gates pass, run with --json."""
     tmp = tmp_path_factory.mktemp("cli")
     recipe = write_recipe(tmp, [{"metric": "perf.c1.error_rate", "max": 0}])
@@ -47,7 +45,7 @@ def test_passing_gates_exit_0_with_json_on_stdout(passing):
     assert (out / "report.json").is_file() and payload["files"]["junit"] == str(out / "junit.xml")
 
 
-def test_a_failing_gate_exits_1_and_says_why(tiny_base, tmp_path):
+def test_a_failing_gate_exits_1_and_says_why(runner, tiny_base, tmp_path):
     recipe = write_recipe(tmp_path, [{"metric": "perf.c1.output_tokens_per_s", "min": 1.0e12}])
     result = runner.invoke(app, ["bench", str(tiny_base), "--recipe", recipe, "--no-quality", "--out", str(tmp_path / "out")])
     assert result.exit_code == 1, result.stderr
@@ -68,13 +66,13 @@ def test_a_failing_gate_exits_1_and_says_why(tiny_base, tmp_path):
         (["m", "--baseline-model", "m2", "--url", "http://127.0.0.1:9"], "cannot be combined with --url"),
     ],
 )
-def test_usage_and_config_errors_exit_2(args, message):
+def test_usage_and_config_errors_exit_2(runner, args, message):
     result = runner.invoke(app, ["bench", *args])
     assert result.exit_code == 2, result.stdout + result.stderr
     assert message in result.stderr
 
 
-def test_unknown_gate_metric_exits_2_before_measuring(tmp_path, monkeypatch):
+def test_unknown_gate_metric_exits_2_before_measuring(runner, tmp_path, monkeypatch):
     import cvml.modelio
 
     def no_load(*args, **kwargs):
@@ -87,7 +85,7 @@ def test_unknown_gate_metric_exits_2_before_measuring(tmp_path, monkeypatch):
     assert "did you mean 'perf.c1.e2e_p95_s'" in result.stderr
 
 
-def test_flags_override_set_which_overrides_the_recipe(tmp_path, monkeypatch):
+def test_flags_override_set_which_overrides_the_recipe(runner, tmp_path, monkeypatch):
     seen = {}
 
     def fake_run_bench(model, spec, **kwargs):
@@ -108,7 +106,7 @@ def test_flags_override_set_which_overrides_the_recipe(tmp_path, monkeypatch):
     assert seen["model"] == "tiny@prod" and str(seen["out_dir"]) == str(tmp_path / "o") and seen["quality"] is False
 
 
-def test_compare_renders_changes_and_warns_on_fingerprint_mismatch(passing, tmp_path):
+def test_compare_renders_changes_and_warns_on_fingerprint_mismatch(runner, passing, tmp_path):
     _, out = passing
     a = json.loads((out / "report.json").read_text())
     b = copy.deepcopy(a)
@@ -133,7 +131,7 @@ def test_compare_renders_changes_and_warns_on_fingerprint_mismatch(passing, tmp_
     assert table.exit_code == 0 and "perf.c1.output_tokens_per_s" in table.stdout and "-50.0%" in table.stdout
 
 
-def test_compare_refuses_files_that_are_not_bench_reports(tmp_path):
+def test_compare_refuses_files_that_are_not_bench_reports(runner, tmp_path):
     (tmp_path / "x.json").write_text(json.dumps({"schema": "other/1"}))
     result = runner.invoke(app, ["bench", "--compare", str(tmp_path / "x.json"), str(tmp_path / "x.json")])
     assert result.exit_code == 2 and "is not a cvml.bench/1 report" in result.stderr

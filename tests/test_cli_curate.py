@@ -5,14 +5,11 @@ from __future__ import annotations
 import json
 
 import yaml
-from typer.testing import CliRunner
 
 from cvml.cli.main import app
 
-runner = CliRunner()
 
-
-def test_curate_recipe_then_finetune_reads_it(tmp_path, tiny_data, tiny_base):
+def test_curate_recipe_then_finetune_reads_it(runner, tmp_path, tiny_data, tiny_base):
     recipe = {
         "name": "cur",
         "model": {"base": str(tiny_base), "device": "cpu"},
@@ -36,7 +33,7 @@ def test_curate_recipe_then_finetune_reads_it(tmp_path, tiny_data, tiny_base):
     assert data["quarantined_schema"] == 0  # curated rows are clean
 
 
-def test_curate_with_flags_only(tmp_path, tiny_data):
+def test_curate_with_flags_only(runner, tmp_path, tiny_data):
     out = tmp_path / "cv-v1"
     result = runner.invoke(app, ["curate", "--input", str(tiny_data), "--out", str(out), "--json"])
     assert result.exit_code == 0, result.stderr
@@ -47,7 +44,7 @@ def test_curate_with_flags_only(tmp_path, tiny_data):
     assert groups.exit_code == 1 and "no row of the dataset matches" in groups.stderr
 
 
-def test_curate_usage_errors(tmp_path):
+def test_curate_usage_errors(runner, tmp_path):
     result = runner.invoke(app, ["curate", "--out", str(tmp_path / "x")])
     assert result.exit_code == 2
     recipe = tmp_path / "r.yaml"

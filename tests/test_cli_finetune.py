@@ -7,28 +7,25 @@ import json
 
 import pytest
 import yaml
-from typer.testing import CliRunner
 
 from cvml.cli.main import app
 
-runner = CliRunner()
 
-
-def _invoke(*args, env=None):
+def _invoke(runner, *args, env=None):
     return runner.invoke(app, [str(a) for a in args], env=env)
 
 
-def test_validate_ok_and_json(make_recipe):
+def test_validate_ok_and_json(runner, make_recipe):
     path = make_recipe()
-    result = _invoke("validate", path, "--json", "--set", "train.lr=1e-4")
+    result = _invoke(runner, "validate", path, "--json", "--set", "train.lr=1e-4")
     assert result.exit_code == 0
     assert json.loads(result.stdout)["recipe"]["train"]["lr"] == pytest.approx(1e-4)
 
 
-def test_validate_reports_every_problem_with_exit_code_2(tmp_path):
+def test_validate_reports_every_problem_with_exit_code_2(runner, tmp_path):
     path = tmp_path / "bad.yaml"
     path.write_text(yaml.safe_dump({"name": "x", "model": {"base": "m", "dtyp": "x"}, "data": {"train": "d", "max_seq_len": 1}}))
-    result = _invoke("validate", path)
+    result = _invoke(runner, "validate", path)
     assert result.exit_code == 2
     assert "2 problems" in result.stderr
     assert "model.dtyp" in result.stderr and "did you mean 'model.dtype'" in result.stderr
@@ -36,16 +33,16 @@ def test_validate_reports_every_problem_with_exit_code_2(tmp_path):
     assert "Traceback" not in result.stderr
 
 
-def test_validate_explain_lists_fields():
-    result = _invoke("validate", "--explain", "--json")
+def test_validate_explain_lists_fields(runner):
+    result = _invoke(runner, "validate", "--explain", "--json")
     assert result.exit_code == 0
     paths = {row["path"] for row in json.loads(result.stdout)}
     assert {"model.base", "train.lora.r", "train.early_stopping.patience"} <= paths
 
 
-def test_dry_run_prints_plan_and_trains_nothing(make_recipe, tmp_path):
+def test_dry_run_prints_plan_and_trains_nothing(runner, make_recipe, tmp_path):
     path = make_recipe("dry")
-    result = _invoke("finetune", path, "--dry-run", "--json", "--set", "train.lr=1e-4", "--max-steps", "3")
+    result = _invoke(runner, "finetune", path, "--dry-run", "--json", "--set", "train.lr=1e-4", "--max-steps", "3")
     assert result.exit_code == 0, result.stderr
     payload = json.loads(result.stdout)
     plan = payload["plan"]
@@ -66,11 +63,11 @@ def test_dry_run_prints_plan_and_trains_nothing(make_recipe, tmp_path):
     assert not (tmp_path / "runs" / "dry").exists()
 
 
-def test_flag_beats_set_beats_yaml(make_recipe):
+def test_flag_beats_set_beats_yaml(runner, make_recipe):
     path = make_recipe("prec")
-    result = _invoke("finetune", path, "--dry-run", "--json", "--set", "train.max_steps=4", "--max-steps", "2")
+    result = _invoke(runner, "finetune", path, "--dry-run", "--json", "--set", "train.max_steps=4", "--max-steps", "2")
     assert json.loads(result.stdout)["plan"]["total_steps"] == 2
-    result = _invoke("finetune", path, "--dry-run", "--json", "--set", "train.max_steps=4")
+    result = _invoke(runner, "finetune", path, "--dry-run", "--json", "--set", "train.max_steps=4")
     assert json.loads(result.stdout)["plan"]["total_steps"] == 4
 
 
@@ -81,38 +78,38 @@ def test_flag_beats_set_beats_yaml(make_recipe):
         ({"model": {"base": "/no/such/model", "device": "cpu"}}, "model path does not exist", 1),
     ],
 )
-def test_missing_inputs_are_clear_errors(make_recipe, section, message, code):
-    result = _invoke("finetune", make_recipe("missing", **section))
+def test_missing_inputs_are_clear_errors(runner, make_recipe, section, message, code):
+    result = _invoke(runner, "finetune", make_recipe("missing", **section))
     assert result.exit_code == code
     assert message in result.stderr and "Hint:" in result.stderr
     assert "Traceback" not in result.stderr
 
 
-def test_cuda_without_gpu_is_a_clear_error(make_recipe):
+def test_cuda_without_gpu_is_a_clear_error(runner, make_recipe):
     import torch
 
     if torch.cuda.is_available():
         pytest.skip("this machine has a GPU")
-    result = _invoke("finetune", make_recipe("cuda", model={"device": "cuda"}))
+    result = _invoke(runner, "finetune", make_recipe("cuda", model={"device": "cuda"}))
     assert result.exit_code == 1
     assert "no CUDA GPU is available" in result.stderr
 
 
-def test_missing_recipe_file(tmp_path):
-    result = _invoke("finetune", tmp_path / "nope.yaml")
+def test_missing_recipe_file(runner, tmp_path):
+    result = _invoke(runner, "finetune", tmp_path / "nope.yaml")
     assert result.exit_code == 2 and "recipe file not found" in result.stderr
 
 
-def test_debug_mode_shows_the_traceback(tmp_path):
-    result = _invoke("validate", tmp_path / "nope.yaml", env={"CVML_DEBUG": "1"})
+def test_debug_mode_shows_the_traceback(runner, tmp_path):
+    result = _invoke(runner, "validate", tmp_path / "nope.yaml", env={"CVML_DEBUG": "1"})
     assert result.exit_code != 0
     from cvml.errors import RecipeError
 
     assert isinstance(result.exception, RecipeError)
 
 
-def test_finetune_json_result(make_recipe):
-    result = _invoke("finetune", make_recipe("cli", train={"max_steps": 4, "eval_every": 4}), "--json")
+def test_finetune_json_result(runner, make_recipe):
+    result = _invoke(runner, "finetune", make_recipe("cli", train={"max_steps": 4, "eval_every": 4}), "--json")
     assert result.exit_code == 0, result.stderr
     payload = json.loads(result.stdout)
     assert payload["steps"] == 4 and payload["registered"] == "cli@1"
@@ -120,7 +117,7 @@ def test_finetune_json_result(make_recipe):
 
 
 @pytest.mark.parametrize("json_flag, draws", [(True, False), (False, True)])
-def test_finetune_draws_progress_unless_json(make_recipe, monkeypatch, json_flag, draws):
+def test_finetune_draws_progress_unless_json(runner, make_recipe, monkeypatch, json_flag, draws):
     import cvml.train
     from cvml.progress import Progress
     from cvml.train.result import FinetuneResult
@@ -138,7 +135,7 @@ def test_finetune_draws_progress_unless_json(make_recipe, monkeypatch, json_flag
         )
 
     monkeypatch.setattr(cvml.train, "finetune", fake_finetune)
-    result = _invoke("finetune", make_recipe("patched"), *(["--json"] if json_flag else []))
+    result = _invoke(runner, "finetune", make_recipe("patched"), *(["--json"] if json_flag else []))
     assert result.exit_code == 0, result.stderr
     assert callable(seen["on_progress"]) is draws
     if json_flag:

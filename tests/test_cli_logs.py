@@ -6,16 +6,14 @@ import json
 from datetime import datetime, timedelta, timezone
 
 import pytest
-from typer.testing import CliRunner
 
 from cvml.cli.logs import parse_duration
 from cvml.cli.main import app
-from cvml.serve.requestlog import LogEntry, RequestLog, default_log_path
+from cvml.serve.requestlog import LogEntry, RequestLog
 
 
 @pytest.fixture
-def cvml():
-    runner = CliRunner()
+def cvml(runner):
 
     def run(*args: str, code: int = 0):
         result = runner.invoke(app, ["logs", *map(str, args)])
@@ -26,7 +24,7 @@ def cvml():
 
 
 @pytest.fixture
-def logged(cvml_home):
+def logged(cvml_home, store_backend):
     """A default-location log: u1 has 3 requests (one 45 days old), u2 has 2, one is anonymous."""
     now = datetime.now(timezone.utc)
     rows = [
@@ -47,7 +45,7 @@ def logged(cvml_home):
             ))  # fmt: skip
         log.feedback("r1", accepted=True)
         log.feedback("r2", accepted=False, rating=2)
-    return default_log_path()
+        return str(log.path)  # the default file, or the Postgres URL without its password
 
 
 def _json(result):
@@ -89,7 +87,7 @@ def test_stats_reports_each_variant(cvml, logged):
 
 def test_purge_deletes_old_requests(cvml, logged):
     result = _json(cvml("purge", "--older-than", "30d", "--json"))
-    assert result == {"deleted": 1, "older_than_s": 30 * 86400, "db": str(logged)}
+    assert result == {"deleted": 1, "older_than_s": 30 * 86400, "db": logged}
     assert "Deleted 2 request(s) older than 90m" in cvml("purge", "--older-than", "90m").stdout
     assert [r["request_id"] for r in _json(cvml("show", "--json"))] == ["r5", "r4", "r3"]
 
@@ -103,7 +101,7 @@ def test_purge_rejects_a_bad_duration(cvml, logged, value, message):
 
 
 def test_forget_erases_one_user(cvml, logged):
-    assert _json(cvml("forget", "--user-id", "u1", "--json")) == {"deleted": 3, "db": str(logged)}
+    assert _json(cvml("forget", "--user-id", "u1", "--json")) == {"deleted": 3, "db": logged}
     assert [r["request_id"] for r in _json(cvml("show", "--json"))] == ["r5", "r4", "r2"]
     assert "Deleted 0 request(s)" in cvml("forget", "--user-id", "u1").stdout
 

@@ -6,17 +6,15 @@ import json
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
 
 from cvml.cli.main import app
 
 
 @pytest.fixture
-def cvml(tmp_path, monkeypatch):
+def cvml(runner, tmp_path, monkeypatch, store_backend):
     """Run `cvml models ARGS...` against a registry in a temporary CVML_HOME."""
     monkeypatch.setenv("CVML_HOME", str(tmp_path / "home"))
     monkeypatch.setenv("CVML_ACTOR", "ci")
-    runner = CliRunner()
 
     def run(*args: str, code: int = 0):
         result = runner.invoke(app, ["models", *map(str, args)])

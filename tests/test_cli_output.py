@@ -5,15 +5,12 @@ from __future__ import annotations
 import json
 import sys
 
-from typer.testing import CliRunner
 
 from cvml.cli.main import app
 from cvml.registry import Registry
 
-runner = CliRunner()
 
-
-def test_library_chatter_goes_to_stderr_not_into_the_json(monkeypatch, tiny_base):
+def test_library_chatter_goes_to_stderr_not_into_the_json(runner, monkeypatch, tiny_base):
     Registry().register(tiny_base, name="cv", kind="base")
     real_versions = Registry.versions
 

@@ -7,11 +7,9 @@ import json
 
 import pytest
 import yaml
-from typer.testing import CliRunner
 
 from cvml.cli.main import app
 
-runner = CliRunner()
 FAST = ["--set", "quantize.calibration_samples=4", "--set", "quantize.eval_samples=8",
         "--set", "quantize.quality_samples=2", "--set", "quantize.max_new_tokens=8"]
 
@@ -27,15 +25,15 @@ def _one_thread():
     torch.set_num_threads(before)
 
 
-def _invoke(*args):
+def _invoke(runner, *args):
     return runner.invoke(app, ["quantize", *[str(a) for a in args]])
 
 
-def test_json_result_is_the_only_thing_on_stdout_and_the_guard_passes(tiny_base, tiny_data, tmp_path):
+def test_json_result_is_the_only_thing_on_stdout_and_the_guard_passes(runner, tiny_base, tiny_data, tmp_path):
     from cvml.registry import Registry
 
     Registry().register(tiny_base, "tiny", "base")
-    result = _invoke("tiny", "--method", "gptq", "--group-size", "32", "--data", tiny_data, "--out", tmp_path / "q",
+    result = _invoke(runner, "tiny", "--method", "gptq", "--group-size", "32", "--data", tiny_data, "--out", tmp_path / "q",
                      "--max-ppl-increase", "0.5", "--json", *FAST)
     assert result.exit_code == 0, result.stderr
     payload = json.loads(result.stdout)
@@ -45,8 +43,8 @@ def test_json_result_is_the_only_thing_on_stdout_and_the_guard_passes(tiny_base,
     assert abs(payload["perplexity"]["increase"]) < 0.5
 
 
-def test_the_guard_exits_1_when_perplexity_rises_too_much(tiny_base, tiny_data, tmp_path):
-    result = _invoke(tiny_base, "--method", "rtn", "--bits", "2", "--group-size", "32", "--data", tiny_data,
+def test_the_guard_exits_1_when_perplexity_rises_too_much(runner, tiny_base, tiny_data, tmp_path):
+    result = _invoke(runner, tiny_base, "--method", "rtn", "--bits", "2", "--group-size", "32", "--data", tiny_data,
                      "--out", tmp_path / "q2", "--max-ppl-increase", "0.001", *FAST)
     assert result.exit_code == 1
     assert "FAIL" in result.stdout
@@ -54,13 +52,13 @@ def test_the_guard_exits_1_when_perplexity_rises_too_much(tiny_base, tiny_data, 
     assert report["passed"] is False and report["perplexity"]["increase"] > 0.001
 
 
-def test_recipe_section_with_flags_taking_precedence(tiny_base, tiny_data, tmp_path):
+def test_recipe_section_with_flags_taking_precedence(runner, tiny_base, tiny_data, tmp_path):
     recipe = tmp_path / "q.yaml"
     recipe.write_text(yaml.safe_dump({
         "name": "cvq", "seed": 3,
         "quantize": {"method": "rtn", "bits": 8, "group_size": 32, "data": str(tiny_data), "output": str(tmp_path / "{name}-{variant}")},
     }))
-    result = _invoke(tiny_base, "--recipe", recipe, "--method", "int8", "--set", "quantize.group_size=-1", "--json", *FAST)
+    result = _invoke(runner, tiny_base, "--recipe", recipe, "--method", "int8", "--set", "quantize.group_size=-1", "--json", *FAST)
     assert result.exit_code == 0, result.stderr
     payload = json.loads(result.stdout)
     assert payload["method"] == "int8" and payload["params"]["bits"] == 8
@@ -76,8 +74,8 @@ def test_recipe_section_with_flags_taking_precedence(tiny_base, tiny_data, tmp_p
         (["--method", "rtn", "--group-size", "128"], 1, "group_size 128 does not divide in_features 64", "--group-size 32 or 64"),
     ],
 )
-def test_errors_name_the_fix(tiny_base, tiny_data, tmp_path, args, code, message, hint):
-    result = _invoke(tiny_base, "--data", tiny_data, "--out", tmp_path / "x", *args)
+def test_errors_name_the_fix(runner, tiny_base, tiny_data, tmp_path, args, code, message, hint):
+    result = _invoke(runner, tiny_base, "--data", tiny_data, "--out", tmp_path / "x", *args)
     assert result.exit_code == code
     assert message in result.stderr
     if hint:
@@ -85,7 +83,7 @@ def test_errors_name_the_fix(tiny_base, tiny_data, tmp_path, args, code, message
     assert "Traceback" not in result.stderr
 
 
-def test_missing_source_is_a_clear_error(tmp_path):
-    result = _invoke("no-such-model@prod", "--out", tmp_path / "x")
+def test_missing_source_is_a_clear_error(runner, tmp_path):
+    result = _invoke(runner, "no-such-model@prod", "--out", tmp_path / "x")
     assert result.exit_code == 1
     assert "no-such-model" in result.stderr and "Traceback" not in result.stderr

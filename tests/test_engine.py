@@ -27,13 +27,6 @@ VARIED = 2.0
 
 
 @pytest.fixture(scope="module")
-def loaded(tiny_base):
-    from cvml.modelio import load_for_inference
-
-    return load_for_inference(str(tiny_base), device="cpu")
-
-
-@pytest.fixture(scope="module")
 def prompts(loaded):
     """Chat prompts built the way serve builds them, plus short plain-text ones: lengths vary."""
     from cvml.prompts import build_messages

@@ -40,13 +40,6 @@ def _synthetic(n_per_task: int = 2, seed: int = 3) -> list[Record]:
     return [r for task in sorted(picked) for r in picked[task]]
 
 
-@pytest.fixture(scope="module")
-def loaded(tiny_base):
-    from cvml.modelio import load_for_inference
-
-    return load_for_inference(tiny_base, device="cpu")
-
-
 # --- reference metrics ------------------------------------------------------------------------
 
 def test_chrf_and_rouge_of_identical_and_disjoint_outputs():

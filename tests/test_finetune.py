@@ -145,34 +145,3 @@ def test_progress_is_reported_through_the_callback(make_recipe):
     assert events[1].info.startswith("loss ") and events[1].info.endswith(" tok/s")
     assert " · eval " in events[2].info  # evaluated at step 2
     assert result.steps == 3
-
-
-def _imports(path: Path) -> set[str]:
-    """Every module a file imports: top level, in functions, under TYPE_CHECKING."""
-    import ast
-
-    found = set()
-    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-        if isinstance(node, ast.Import):
-            found |= {a.name for a in node.names}
-        elif isinstance(node, ast.ImportFrom) and node.module:
-            found.add(node.module)
-            found |= {f"{node.module}.{a.name}" for a in node.names}
-    return found
-
-
-def test_train_modules_import_one_way_and_never_the_cli():
-    import cvml.train
-
-    root = Path(cvml.train.__file__).parent
-    graph = {f"cvml.train.{p.stem}": _imports(p) for p in root.glob("*.py") if p.stem != "__init__"}
-    for module, imported in graph.items():
-        assert not any(m == "cvml.cli" or m.startswith("cvml.cli.") for m in imported), module
-    edges = {m: {n for n in graph if n in imported and n != m} for m, imported in graph.items()}
-
-    def reaches(start: str, goal: str, seen: set[str]) -> bool:
-        return any(n == goal or (n not in seen and reaches(n, goal, seen | {n})) for n in edges[start])
-
-    circles = sorted(m for m in edges if reaches(m, m, {m}))
-    assert not circles, f"import circles through {circles}"
-    assert "cvml.train.loop" not in _imports(root / "outputs.py")

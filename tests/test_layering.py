@@ -123,16 +123,21 @@ def layering_problems(graph: dict[str, set[str]]) -> list[str]:
     return problems
 
 
-def test_cvml_has_no_import_cycle():
-    assert find_cycle(import_graph(ROOT, "cvml")) is None
+@pytest.fixture(scope="module")
+def cvml_graph() -> dict[str, set[str]]:
+    return import_graph(ROOT, "cvml")
 
 
-def test_every_import_respects_the_floors_and_the_allowed_arrows():
-    assert layering_problems(import_graph(ROOT, "cvml")) == []
+def test_cvml_has_no_import_cycle(cvml_graph):
+    assert find_cycle(cvml_graph) is None
 
 
-def test_every_allowed_arrow_is_still_used():
-    graph = import_graph(ROOT, "cvml")
+def test_every_import_respects_the_floors_and_the_allowed_arrows(cvml_graph):
+    assert layering_problems(cvml_graph) == []
+
+
+def test_every_allowed_arrow_is_still_used(cvml_graph):
+    graph = cvml_graph
     used = {(floor(s)[1], floor(t)[1]) for s, targets in graph.items() for t in targets}
     assert ALLOWED_ARROWS <= used, f"remove arrows nothing uses: {ALLOWED_ARROWS - used}"
 
@@ -177,8 +182,8 @@ def test_relative_imports_an_area_reaching_the_cli_and_unlisted_arrows_are_found
 
 
 @pytest.mark.parametrize("module", ["cvml.recipe", "cvml.modelio", "cvml.manifest", "cvml.errors", "cvml.paths", "cvml.prompts"])
-def test_the_named_ground_floor_modules_import_no_area(module):
-    graph = import_graph(ROOT, "cvml")
+def test_the_named_ground_floor_modules_import_no_area(module, cvml_graph):
+    graph = cvml_graph
     seen, todo = set(), [module]
     while todo:  # everything reachable from it, not just its direct imports
         for target in graph[todo.pop()] - seen:

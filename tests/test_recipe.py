@@ -122,3 +122,29 @@ def test_accelerate_config_with_a_typo_is_refused(tmp_path):
     bad.write_text(text)
     with pytest.raises(ValueError):
         ClusterConfig.from_yaml_file(bad)
+
+
+def test_resolve_recipe_precedence_and_typed_flags(tmp_path):
+    """defaults < YAML < --set < flags; a flag's value is placed as given, never re-parsed."""
+    from cvml.recipe import resolve_recipe
+
+    path = tmp_path / "r.yaml"
+    path.write_text("name: r\nseed: 1\ntrain: {lr: 0.1, output_dir: from-yaml}\n", encoding="utf-8")
+    recipe = resolve_recipe(path, ["train.lr=0.2", "seed=2"], {"train.output_dir": "2024", "seed": 3, "train.max_steps": None})
+    assert (recipe.train.lr, recipe.seed, recipe.train.output_dir) == (0.2, 3, "2024")
+    from cvml.recipe import TrainSpec
+
+    assert recipe.train.max_steps == TrainSpec().max_steps  # None: not given
+    without = resolve_recipe(None, ["serve.max_queue=5"], {"serve.model": "m@prod"}, name="serve")
+    assert (without.name, without.serve.max_queue, without.serve.model) == ("serve", 5, "m@prod")
+    dropped = resolve_recipe(None, ["serve.variants=[a=x, b=y]", "serve.split=50/50"], {"serve.model": "m"},
+                             name="serve", unset=("serve.variants", "serve.split"))
+    assert (dropped.serve.variants, dropped.serve.split) == ([], None)
+
+
+def test_resolve_recipe_reports_a_bad_flag_with_its_path():
+    from cvml.recipe import resolve_recipe
+
+    with pytest.raises(RecipeError) as info:
+        resolve_recipe(None, [], {"bench.trials": "many"}, name="b")
+    assert [path for path, _ in info.value.problems] == ["bench.trials"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -18,7 +19,10 @@ OUTPUT = f"Built 12 Tableau dashboards used by 40 sales staff. Contact {NAME} at
 
 
 @pytest.fixture
-def log_path(tmp_path) -> Path:
+def log_path(tmp_path, store_backend) -> Path | str:
+    """A SQLite file, or the Postgres database of this run (each test gets a fresh one)."""
+    if store_backend == "postgres":
+        return os.environ["CVML_DB_URL"]
     return tmp_path / "logs" / "requests.db"
 
 
@@ -72,6 +76,7 @@ def test_a_recorded_request_reads_back_with_every_field(log):
     assert "user_id" not in row and len(row["user_key"]) == 64 and "user-7" not in row["user_key"]
 
 
+@pytest.mark.sqlite_only
 def test_text_is_stored_redacted_and_no_raw_value_reaches_the_files(log_path):
     with RequestLog(log_path) as log:
         log.record(entry("r1", user_id="raw-user-id-7", input_text=INPUT, output_text=OUTPUT,
@@ -90,6 +95,7 @@ def test_text_is_stored_redacted_and_no_raw_value_reaches_the_files(log_path):
     assert not Path(f"{log_path}-wal").exists() or Path(f"{log_path}-wal").stat().st_size == 0
 
 
+@pytest.mark.sqlite_only
 def test_log_text_none_stores_no_text(log_path):
     with RequestLog(log_path, log_text="none") as log:
         log.record(entry("r1", input_text=INPUT, output_text=OUTPUT, error="prompt of Jane Doe too long", status=413))
@@ -119,6 +125,7 @@ def test_purge_removes_exactly_the_old_rows(log):
         log.purge(timedelta(0))
 
 
+@pytest.mark.sqlite_only
 def test_forget_removes_exactly_one_users_rows(log_path):
     with RequestLog(log_path) as log:
         for i in range(3):
@@ -136,7 +143,7 @@ def test_forget_removes_exactly_one_users_rows(log_path):
     assert b"zebracorn" not in raw and b"kept answer" in raw
 
 
-def test_the_user_key_secret_survives_a_restart(log_path):
+def test_the_user_key_secret_survives_a_restart(log_path, tmp_path):
     with RequestLog(log_path) as first:
         first.record(entry("before", user_id="u1"))
         first.record(entry("other", user_id="u2"))
@@ -147,7 +154,7 @@ def test_the_user_key_secret_survives_a_restart(log_path):
         assert second.forget("u1") == 2
         assert ids(second) == ["other"]
     # Another database has another secret: keys cannot be matched across logs.
-    with RequestLog(log_path.parent / "elsewhere.db") as elsewhere:
+    with RequestLog(tmp_path / "elsewhere.db") as elsewhere:
         elsewhere.record(entry("x", user_id="u1"))
         assert elsewhere.query()[0]["user_key"] != keys["before"]
 
@@ -233,6 +240,7 @@ def test_a_bad_entry_costs_only_its_own_row(log):
     assert log.failed_writes == 1
 
 
+@pytest.mark.sqlite_only
 def test_close_writes_what_is_queued_and_checkpoints(log_path):
     log = RequestLog(log_path)
     for i in range(300):

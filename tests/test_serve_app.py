@@ -19,7 +19,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from cvml.errors import RegistryError
-from cvml.modelio import load_for_inference, resolve_model
+from cvml.modelio import resolve_model
 from cvml.recipe import ServeSpec
 from cvml.registry import Registry
 from cvml.serve.checks import run_checks
@@ -35,12 +35,6 @@ CHAT = [{"role": "user", "content": "Rewrite this CV bullet to be stronger:\nLed
 
 
 # --------------------------------------------------------------------------- fixtures
-
-
-@pytest.fixture(scope="module")
-def loaded(tiny_base):
-    """The tiny model, loaded once; every engine of this module decodes on it."""
-    return load_for_inference(tiny_base, device="cpu")
 
 
 def shared_opener(loaded, *, max_batch_size=8, max_queue=64, gate: threading.Event | None = None):

@@ -149,15 +149,15 @@ def parse_duration(text: str) -> timedelta:
 
 def _open(db: Path | None):
     """The existing request log at `db` (or the default); reading never creates one."""
-    from cvml.serve.requestlog import RequestLog, RequestLogError, resolve_log_path
+    from cvml.serve.requestlog import RequestLog, RequestLogError, log_url
 
-    path = resolve_log_path(db)
-    if not path.is_file():
+    url = log_url(db)
+    if url.backend == "sqlite" and not Path(url.sqlite_path).is_file():
         raise RequestLogError(
-            f"no request log at {path}",
+            f"no request log at {url.display}",
             hint="cvml serve writes it as it answers requests; pass --db to read another one",
         )
-    return RequestLog(path)
+    return RequestLog(db)
 
 
 def _minute(at: str) -> str:

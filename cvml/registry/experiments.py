@@ -16,17 +16,16 @@ from __future__ import annotations
 
 import json
 import re
-import sqlite3
-from collections.abc import Iterator
-from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+
 from cvml.errors import CvmlError
-from cvml.registry import db
 from cvml.registry.refs import did_you_mean
 from cvml.registry.store import Registry, current_actor
+from cvml.storage import utc_now
+from cvml.storage.database import Tx
 from cvml.variants import Variant, parse_variants
 
 _NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
@@ -93,7 +92,7 @@ class ExperimentStore:
     """The experiments table of a registry database.
 
     Args:
-        location: the registry database file or its folder; None = `$CVML_HOME/registry.db`.
+        location: the registry database (URL, file or folder); None = CVML_DB_URL, else `$CVML_HOME/registry.db`.
     """
 
     def __init__(self, location: str | Path | None = None):
@@ -116,7 +115,7 @@ class ExperimentStore:
             )
         a_version = self.registry.resolve(a).ref
         b_version = self.registry.resolve(b).ref
-        with self._connect() as conn, db.write_transaction(conn):
+        with self.registry._db.write() as conn:
             row = conn.execute("SELECT status FROM experiments WHERE name = ?", (name,)).fetchone()
             if row is not None:
                 raise ExperimentError(
@@ -125,7 +124,7 @@ class ExperimentStore:
                 )
             conn.execute(
                 f"INSERT INTO experiments ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (name, a, b, a_version, b_version, _normal_split(split), RUNNING, db.utc_now(), None, current_actor(actor), None),
+                (name, a, b, a_version, b_version, _normal_split(split), RUNNING, utc_now(), None, current_actor(actor), None),
             )
             return _get(conn, name)
 
@@ -135,7 +134,7 @@ class ExperimentStore:
         Raises:
             ExperimentError: unknown name (with "did you mean" and the known names).
         """
-        with self._connect() as conn:
+        with self.registry._db.read() as conn:
             found = conn.execute(f"SELECT {_COLUMNS} FROM experiments WHERE name = ?", (name,)).fetchone()
             if found is None:
                 raise ExperimentError(
@@ -146,7 +145,7 @@ class ExperimentStore:
 
     def list(self) -> list[Experiment]:
         """Every experiment, newest first."""
-        with self._connect() as conn:
+        with self.registry._db.read() as conn:
             rows = conn.execute(f"SELECT {_COLUMNS} FROM experiments ORDER BY started_at DESC").fetchall()
             return [_hydrate(row) for row in rows]
 
@@ -157,24 +156,14 @@ class ExperimentStore:
             ExperimentError: unknown, or already stopped.
         """
         self.get(name)
-        with self._connect() as conn, db.write_transaction(conn):
+        with self.registry._db.write() as conn:
             updated = conn.execute(
                 "UPDATE experiments SET status = ?, stopped_at = ?, decision = ? WHERE name = ? AND status = ?",
-                (STOPPED, db.utc_now(), json.dumps(decision, sort_keys=True, default=str), name, RUNNING),
+                (STOPPED, utc_now(), json.dumps(decision, sort_keys=True, default=str), name, RUNNING),
             ).rowcount
             if not updated:
                 raise ExperimentError(f"experiment {name!r} is already stopped")
             return _get(conn, name)
-
-    @contextmanager
-    def _connect(self) -> Iterator[sqlite3.Connection]:
-        try:
-            with closing(db.connect(self.path)) as conn:
-                yield conn
-        except sqlite3.IntegrityError:
-            raise
-        except sqlite3.DatabaseError as exc:
-            raise db.as_registry_error(self.path, exc) from exc
 
 
 def load_experiment(name: str, location: str | Path | None = None) -> Experiment:
@@ -192,17 +181,17 @@ def load_experiment(name: str, location: str | Path | None = None) -> Experiment
     return experiment
 
 
-def _get(conn: sqlite3.Connection, name: str) -> Experiment:
+def _get(conn: Tx, name: str) -> Experiment:
     return _hydrate(conn.execute(f"SELECT {_COLUMNS} FROM experiments WHERE name = ?", (name,)).fetchone())
 
 
-def _hydrate(row: sqlite3.Row) -> Experiment:
+def _hydrate(row) -> Experiment:
     values = dict(row)
     values["decision"] = json.loads(values["decision"]) if values["decision"] else None
     return Experiment(**values)
 
 
-def _names(conn: sqlite3.Connection) -> list[str]:
+def _names(conn: Tx) -> list[str]:
     return [row[0] for row in conn.execute("SELECT name FROM experiments ORDER BY name")]
 
 

@@ -1,8 +1,9 @@
 """The model registry: numbered versions per name, alias stacks, lineage and an audit log.
 
-Every read-then-write (the next version number, the top of an alias stack) runs inside
-one `BEGIN IMMEDIATE` transaction, so concurrent processes never duplicate or skip a
-version and never interleave alias changes.
+Every read-then-write (the next version number, the top of an alias stack) runs inside one
+write transaction (`cvml.storage`: `BEGIN IMMEDIATE` on SQLite, an advisory lock on
+Postgres), so concurrent processes never duplicate or skip a version and never interleave
+alias changes.
 """
 
 from __future__ import annotations
@@ -10,17 +11,18 @@ from __future__ import annotations
 import getpass
 import json
 import os
-import sqlite3
 from collections import defaultdict
-from collections.abc import Iterable, Iterator, Mapping
-from contextlib import closing, contextmanager
+from collections.abc import Iterable, Mapping
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
 from cvml.errors import RegistryError
-from cvml.paths import cvml_home
-from cvml.registry import db
 from cvml.manifest import sha256_tree
+from cvml.paths import cvml_home
+from cvml.registry.db import REGISTRY
+from cvml.storage import Database, storage_url, utc_now
+from cvml.storage.database import Tx
 from cvml.registry.records import KINDS, DatasetRef, Event, Lineage, LineageNode, ModelVersion
 from cvml.registry.refs import Ref, check_alias, check_name, did_you_mean, parse_ref
 
@@ -28,7 +30,6 @@ _COLUMNS = "name, version, kind, path, created_at, actor, parent_name, parent_ve
 # The same columns qualified, for the joins in the recursive lineage queries.
 _M_COLUMNS = ", ".join(f"m.{column}" for column in _COLUMNS.split(", "))
 _EVENT_COLUMNS = "id, at, actor, action, name, alias, from_version, to_version, reason"
-_POSTGRES_PREFIXES = ("postgres://", "postgresql://")
 
 
 def default_registry_path() -> Path:
@@ -37,27 +38,23 @@ def default_registry_path() -> Path:
 
 
 class Registry:
-    """A model registry stored in one SQLite file.
+    """A model registry in a SQLite file or a Postgres database.
 
-    Each call opens its own short-lived connection, so one Registry can be shared across
-    threads and many processes can use the same file at once.
+    Each call runs its own short transaction, so one Registry can be shared across threads
+    and many processes (replicas, CI, the training box) can use the same database at once.
 
     Args:
-        location: the database file, or a folder holding `registry.db`;
-            None means `default_registry_path()`.
-
-    Raises:
-        RegistryError: `location` is a Postgres URL (not supported yet).
+        location: a database URL (postgresql://…, sqlite:///…), a SQLite file, or a folder
+            holding `registry.db`; None means CVML_DB_URL, else `default_registry_path()`.
     """
 
     def __init__(self, location: str | Path | None = None):
-        if isinstance(location, str) and location.startswith(_POSTGRES_PREFIXES):
-            raise RegistryError(
-                "Postgres registries are not supported yet",
-                hint="use a SQLite file: --registry PATH, or set CVML_HOME",
-            )
-        path = default_registry_path() if location is None else Path(location).expanduser()
-        self.path = path / "registry.db" if path.is_dir() else path
+        self.url = storage_url(location, default_file=default_registry_path())
+        self.path = self.url.where
+
+    @cached_property
+    def _db(self) -> Database:
+        return Database.open(self.url, REGISTRY)
 
     # ----------------------------------------------------------------------------- writes
 
@@ -106,7 +103,7 @@ class Registry:
         dataset_refs = [_dataset_ref(item) for item in datasets or ()]
         meta_json = _to_json(metadata or {})
         who = current_actor(actor)
-        with self._connect() as conn, db.write_transaction(conn):
+        with self._db.write() as conn:
             parent_version = self._resolve(conn, parent) if parent else None
             if parent_version is not None and not parent_version.registered:
                 raise RegistryError(
@@ -123,7 +120,7 @@ class Registry:
                     number,
                     kind,
                     str(model_path),
-                    db.utc_now(),
+                    utc_now(),
                     who,
                     parent_version.name if parent_version else None,
                     parent_version.version if parent_version else None,
@@ -155,7 +152,7 @@ class Registry:
         """
         check_alias(alias)
         who = current_actor(actor)
-        with self._connect() as conn, db.write_transaction(conn):
+        with self._db.write() as conn:
             target = self._resolve(conn, ref)
             if not target.registered:
                 raise RegistryError(
@@ -190,7 +187,7 @@ class Registry:
         """
         check_name(name)
         who = current_actor(actor)
-        with self._connect() as conn, db.write_transaction(conn):
+        with self._db.write() as conn:
             self._require_name(conn, name)
             stack = _stack(conn, name, alias)
             if not stack:
@@ -220,12 +217,12 @@ class Registry:
             RegistryError: unknown name (with "did you mean" and the names), version or
                 alias (with the name's aliases), and no such path either.
         """
-        with self._connect() as conn:
+        with self._db.read() as conn:
             return self._resolve(conn, str(ref))
 
     def names(self) -> list[str]:
         """Every registered model name, sorted."""
-        with self._connect() as conn:
+        with self._db.read() as conn:
             return _names(conn)
 
     def versions(self, name: str | None = None) -> list[ModelVersion]:
@@ -234,7 +231,7 @@ class Registry:
         Raises:
             RegistryError: `name` is not registered (with "did you mean").
         """
-        with self._connect() as conn:
+        with self._db.read() as conn:
             if name is None:
                 rows = conn.execute(f"SELECT {_COLUMNS} FROM model_versions ORDER BY name, version").fetchall()
             else:
@@ -250,7 +247,7 @@ class Registry:
         The last entry is the current holder; a rollback would move the alias to the one
         before it. Empty when the alias does not exist.
         """
-        with self._connect() as conn:
+        with self._db.read() as conn:
             return _stack(conn, name, alias)
 
     def events(self, name: str | None = None) -> list[Event]:
@@ -259,7 +256,7 @@ class Registry:
         Raises:
             RegistryError: `name` is not registered (with "did you mean").
         """
-        with self._connect() as conn:
+        with self._db.read() as conn:
             if name is None:
                 rows = conn.execute(f"SELECT {_EVENT_COLUMNS} FROM events ORDER BY id").fetchall()
             else:
@@ -280,7 +277,7 @@ class Registry:
         Raises:
             RegistryError: the reference is unknown or not a registered version.
         """
-        with self._connect() as conn:
+        with self._db.read() as conn:
             model = self._resolve(conn, ref)
             if not model.registered:
                 raise RegistryError(
@@ -322,17 +319,7 @@ class Registry:
 
     # ---------------------------------------------------------------------------- helpers
 
-    @contextmanager
-    def _connect(self) -> Iterator[sqlite3.Connection]:
-        try:
-            with closing(db.connect(self.path)) as conn:
-                yield conn
-        except sqlite3.IntegrityError:
-            raise  # a broken invariant is a bug in cvml, not something a user can fix
-        except sqlite3.DatabaseError as exc:
-            raise db.as_registry_error(self.path, exc) from exc
-
-    def _resolve(self, conn: sqlite3.Connection, ref: str) -> ModelVersion:
+    def _resolve(self, conn: Tx, ref: str) -> ModelVersion:
         parsed = parse_ref(ref)
         if parsed is not None and _has_name(conn, parsed.name):
             return _resolve_ref(conn, parsed)
@@ -346,18 +333,18 @@ class Registry:
             )
         raise self._unknown_name(conn, parsed.name)
 
-    def _require_name(self, conn: sqlite3.Connection, name: str) -> None:
+    def _require_name(self, conn: Tx, name: str) -> None:
         if not _has_name(conn, name):
             raise self._unknown_name(conn, name)
 
-    def _unknown_name(self, conn: sqlite3.Connection, name: str) -> RegistryError:
+    def _unknown_name(self, conn: Tx, name: str) -> RegistryError:
         return RegistryError(
             f"no model named {name!r} in the registry at {self.path}",
             hint=did_you_mean(name, _names(conn), "registered models"),
         )
 
 
-def _resolve_ref(conn: sqlite3.Connection, ref: Ref) -> ModelVersion:
+def _resolve_ref(conn: Tx, ref: Ref) -> ModelVersion:
     if ref.alias is not None:
         stack = _stack(conn, ref.name, ref.alias)
         if not stack:
@@ -374,29 +361,29 @@ def _resolve_ref(conn: sqlite3.Connection, ref: Ref) -> ModelVersion:
     return _get(conn, ref.name, ref.version)
 
 
-def _get(conn: sqlite3.Connection, name: str, version: int) -> ModelVersion:
+def _get(conn: Tx, name: str, version: int) -> ModelVersion:
     rows = conn.execute(
         f"SELECT {_COLUMNS} FROM model_versions WHERE name = ? AND version = ?", (name, version)
     ).fetchall()
     return _hydrate(conn, rows)[0]
 
 
-def _names(conn: sqlite3.Connection) -> list[str]:
+def _names(conn: Tx) -> list[str]:
     return [row[0] for row in conn.execute("SELECT DISTINCT name FROM model_versions ORDER BY name")]
 
 
-def _has_name(conn: sqlite3.Connection, name: str) -> bool:
+def _has_name(conn: Tx, name: str) -> bool:
     return conn.execute("SELECT 1 FROM model_versions WHERE name = ?", (name,)).fetchone() is not None
 
 
-def _stack(conn: sqlite3.Connection, name: str, alias: str) -> list[int]:
+def _stack(conn: Tx, name: str, alias: str) -> list[int]:
     rows = conn.execute(
         "SELECT version FROM alias_stack WHERE name = ? AND alias = ? ORDER BY depth", (name, alias)
     ).fetchall()
     return [row[0] for row in rows]
 
 
-def _current_aliases(conn: sqlite3.Connection, name: str) -> dict[str, int]:
+def _current_aliases(conn: Tx, name: str) -> dict[str, int]:
     rows = conn.execute(
         """SELECT s.alias, s.version FROM alias_stack s
            WHERE s.name = ? AND s.depth = (
@@ -407,14 +394,14 @@ def _current_aliases(conn: sqlite3.Connection, name: str) -> dict[str, int]:
     return {row[0]: row[1] for row in rows}
 
 
-def _unknown_alias(conn: sqlite3.Connection, name: str, alias: str) -> RegistryError:
+def _unknown_alias(conn: Tx, name: str, alias: str) -> RegistryError:
     return RegistryError(
         f"{name} has no alias {alias!r}",
         hint=did_you_mean(alias, list(_current_aliases(conn, name)), f"aliases of {name}"),
     )
 
 
-def _resolve_path(conn: sqlite3.Connection, path: Path) -> ModelVersion:
+def _resolve_path(conn: Tx, path: Path) -> ModelVersion:
     rows = conn.execute(
         f"SELECT {_COLUMNS} FROM model_versions WHERE path = ? ORDER BY created_at DESC, name, version DESC",
         (str(path),),
@@ -424,7 +411,7 @@ def _resolve_path(conn: sqlite3.Connection, path: Path) -> ModelVersion:
     return ModelVersion(name=path.name, version=None, kind=None, path=str(path))
 
 
-def _hydrate(conn: sqlite3.Connection, rows: list[sqlite3.Row]) -> list[ModelVersion]:
+def _hydrate(conn: Tx, rows: list) -> list[ModelVersion]:
     """Build ModelVersions from model_versions rows, with their datasets and current aliases."""
     names = sorted({row["name"] for row in rows})
     datasets: dict[tuple[str, int], list[DatasetRef]] = defaultdict(list)
@@ -458,7 +445,7 @@ def _subtree(ref: str, children: dict[str, list[ModelVersion]]) -> tuple[Lineage
 
 
 def _log(
-    conn: sqlite3.Connection,
+    conn: Tx,
     actor: str,
     action: str,
     name: str,
@@ -467,13 +454,13 @@ def _log(
     to_version: int | None,
     reason: str | None,
 ) -> Event:
-    at = db.utc_now()
-    cursor = conn.execute(
+    at = utc_now()
+    event_id = conn.execute(
         "INSERT INTO events (at, actor, action, name, alias, from_version, to_version, reason)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
         (at, actor, action, name, alias, from_version, to_version, reason),
-    )
-    return Event(cursor.lastrowid, at, actor, action, name, alias, from_version, to_version, reason)
+    ).scalar()
+    return Event(event_id, at, actor, action, name, alias, from_version, to_version, reason)
 
 
 def current_actor(actor: str | None) -> str:

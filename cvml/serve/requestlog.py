@@ -20,8 +20,10 @@ into ids by hashing guesses. Stickiness does not need the id either: the router 
 id of each live request. Deleted rows are overwritten (`secure_delete`) and the WAL is
 truncated after purge/forget and on close, so erased text does not linger in the files.
 
-SQLite only, with the registry's conventions (WAL, `BEGIN IMMEDIATE` writes, numbered
-migrations, UTC ISO-8601 times); the SQL itself is standard.
+Stored through `cvml.storage`, like the registry: a SQLite file by default, or the Postgres
+database of CVML_DB_URL, where every replica of `cvml serve` writes the same log. Writes are
+batched off the request path; a batch that fails (the database restarting) is retried with
+backoff and counted in `failed_writes` when it still cannot be written.
 """
 
 from __future__ import annotations
@@ -34,10 +36,10 @@ import logging
 import math
 import queue
 import secrets
-import sqlite3
 import threading
-from collections.abc import Iterator, Mapping
-from contextlib import closing, contextmanager
+import time
+from collections.abc import Mapping
+from functools import cached_property
 from dataclasses import dataclass, fields
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -45,7 +47,8 @@ from typing import Any
 
 from cvml.errors import ConfigError, CvmlError
 from cvml.paths import cvml_home
-from cvml.registry.db import open_database, utc_now, write_transaction
+from cvml.storage import Database, Schema, StorageUrl, storage_url, utc_now
+from cvml.storage.database import Row
 from cvml.safety.pii import PiiRedactor, Placeholders
 from cvml.serve.types import RequestStats
 
@@ -54,8 +57,8 @@ _BATCH = 256  # rows per write transaction at most
 _SECRET_KEY = "user_key_secret"
 _log = logging.getLogger(__name__)
 
-_MIGRATIONS: list[list[str]] = [
-    [
+_MIGRATIONS: tuple[tuple[str, ...], ...] = (
+    (
         "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
         """CREATE TABLE requests (
             request_id TEXT PRIMARY KEY,
@@ -88,8 +91,8 @@ _MIGRATIONS: list[list[str]] = [
         "CREATE INDEX requests_at ON requests (at)",
         "CREATE INDEX requests_user_key ON requests (user_key)",
         "CREATE INDEX requests_experiment ON requests (experiment, variant)",
-    ],
-]
+    ),
+)
 
 _COLUMNS = (
     "request_id", "at", "experiment", "variant", "model_ref", "model_version", "user_key", "endpoint", "task",
@@ -105,6 +108,18 @@ _INSERT = (
 
 class RequestLogError(CvmlError):
     """The request log cannot be opened, read or written, or was given a value it cannot store."""
+
+
+REQUEST_LOG = Schema(
+    name="request log",
+    version_table="request_log_version",
+    migrations=_MIGRATIONS,
+    # Erased text must not linger in free pages. No fsync per commit: with WAL the file
+    # stays consistent, and a power cut may lose only the last rows.
+    sqlite_pragmas=("PRAGMA secure_delete = ON", "PRAGMA synchronous = NORMAL"),
+    error=RequestLogError,
+)
+_RETRIES_S = (0.2, 1.0, 3.0)  # waits before retrying a batch the database refused
 
 
 @dataclass
@@ -161,24 +176,23 @@ def default_log_path() -> Path:
     return cvml_home() / "requests.db"
 
 
-def resolve_log_path(path: str | Path | None) -> Path:
-    """The log file for `path`: the default when None, `requests.db` inside a folder."""
-    resolved = default_log_path() if path is None else Path(path).expanduser()
-    return resolved / "requests.db" if resolved.is_dir() else resolved
+def log_url(location: str | Path | None) -> StorageUrl:
+    """Where the log at `location` lives (URL, file, folder; None: CVML_DB_URL, else the default file)."""
+    return storage_url(location, default_file=default_log_path())
 
 
 class RequestLog:
-    """A request log in one SQLite file, safe to share across threads.
+    """A request log in a SQLite file or the shared Postgres database, safe to share across threads.
 
     Args:
-        path: the database file, or a folder holding `requests.db`; None means
-            `default_log_path()`. Created (with its folder) if missing.
+        path: a database URL, a SQLite file, or a folder holding `requests.db`; None means
+            CVML_DB_URL, else `default_log_path()`. A SQLite file is created if missing.
         log_text: "redacted" stores input/output/error text after PII redaction;
             "none" stores no text at all.
 
     Raises:
         ConfigError: `log_text` is not one of LOG_TEXT_MODES.
-        RequestLogError: the file cannot be opened as a request log.
+        RequestLogError: the database cannot be opened as a request log.
     """
 
     def __init__(self, path: str | Path | None = None, log_text: str = "redacted"):
@@ -186,16 +200,20 @@ class RequestLog:
             raise ConfigError(
                 f"unknown log_text {log_text!r}", hint=f"use one of: {', '.join(LOG_TEXT_MODES)}"
             )
-        self.path = resolve_log_path(path)
+        self.url = log_url(path)
+        self.path = self.url.where
         self.log_text = log_text
         # Rows that could not be written (logged with the reason); for the server's metrics.
         self.failed_writes = 0
-        with self._connect() as conn:
-            self._secret = _user_key_secret(conn)
+        self._secret = _user_key_secret(self._db)
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._lock = threading.Lock()
         self._writer: threading.Thread | None = None
         self._closed = False
+
+    @cached_property
+    def _db(self) -> Database:
+        return Database.open(self.url, REQUEST_LOG)
 
     def __enter__(self) -> RequestLog:
         return self
@@ -264,7 +282,7 @@ class RequestLog:
         if rating is not None and not math.isfinite(rating):
             raise RequestLogError(f"rating {rating!r} is not a finite number")
         self.flush()
-        with self._connect() as conn:
+        with self._db.write() as conn:
             cursor = conn.execute(
                 "UPDATE requests SET accepted = COALESCE(?, accepted), rating = COALESCE(?, rating), "
                 "feedback_at = ? WHERE request_id = ?",
@@ -320,13 +338,13 @@ class RequestLog:
         """
         where, params = _filters(experiment, since, variant)
         order = "DESC" if newest_first else "ASC"
-        # Insertion order (SQLite's implicit rowid) breaks ties between equal times.
-        sql = f"SELECT {', '.join(_COLUMNS)} FROM requests{where} ORDER BY at {order}, rowid {order}"
+        # The request id breaks ties between equal times, the same on every backend.
+        sql = f"SELECT {', '.join(_COLUMNS)} FROM requests{where} ORDER BY at {order}, request_id {order}"
         if limit is not None:
             sql += " LIMIT ?"
             params.append(limit)
         self.flush()
-        with self._connect() as conn:
+        with self._db.read() as conn:
             return [_row_dict(row) for row in conn.execute(sql, params)]
 
     def stats(self, experiment: str | None = None, since: datetime | str | None = None) -> dict[str, Any]:
@@ -336,14 +354,14 @@ class RequestLog:
         """
         where, params = _filters(experiment, since, None)
         self.flush()
-        with self._connect() as conn:
+        with self._db.read() as conn:
             rows = conn.execute(
                 "SELECT experiment, variant, model_version, user_key, status, e2e_s, ttft_s, completion_tokens, "
                 "accepted, rating, at, input_text IS NOT NULL OR output_text IS NOT NULL AS has_text "
                 f"FROM requests{where}",
                 params,
             ).fetchall()
-        groups: dict[tuple[str, str], list[sqlite3.Row]] = {}
+        groups: dict[tuple[str, str], list[Row]] = {}
         for row in rows:
             groups.setdefault((row["experiment"] or "", row["variant"] or ""), []).append(row)
         return {
@@ -363,29 +381,28 @@ class RequestLog:
         """The writer thread: take what is queued, write it in one transaction, repeat."""
         redactor = PiiRedactor() if self.log_text == "redacted" else None
         stop = False
-        with self._connect() as conn:
-            while not stop:
-                batch, markers = [], []
-                item = self._queue.get()
-                while True:
-                    if item is None:
-                        stop = True
-                    elif isinstance(item, threading.Event):
-                        markers.append(item)
-                    else:
-                        batch.append(item)
-                    if stop or len(batch) >= _BATCH:
-                        break
-                    try:
-                        item = self._queue.get_nowait()
-                    except queue.Empty:
-                        break
-                self._write(conn, batch, redactor)
-                for marker in markers:
-                    marker.set()
-            _checkpoint(conn)
+        while not stop:
+            batch, markers = [], []
+            item = self._queue.get()
+            while True:
+                if item is None:
+                    stop = True
+                elif isinstance(item, threading.Event):
+                    markers.append(item)
+                else:
+                    batch.append(item)
+                if stop or len(batch) >= _BATCH:
+                    break
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+            self._write(batch, redactor)
+            for marker in markers:
+                marker.set()
+        self._db.compact(("requests",))
 
-    def _write(self, conn: sqlite3.Connection, batch: list[tuple[LogEntry, str]], redactor: PiiRedactor | None) -> None:
+    def _write(self, batch: list[tuple[LogEntry, str]], redactor: PiiRedactor | None) -> None:
         rows = []
         for entry, at in batch:
             try:
@@ -395,12 +412,17 @@ class RequestLog:
                 _log.exception("request %s not logged", getattr(entry, "request_id", "?"))
         if not rows:
             return
-        try:
-            with write_transaction(conn):
-                conn.executemany(_INSERT, rows)
-        except sqlite3.Error:
-            self.failed_writes += len(rows)
-            _log.exception("%d request(s) not logged to %s", len(rows), self.path)
+        for wait in (*_RETRIES_S, None):
+            try:
+                with self._db.write() as conn:
+                    conn.executemany(_INSERT, rows)
+                return
+            except CvmlError as exc:
+                if wait is None:
+                    self.failed_writes += len(rows)
+                    _log.error("%d request(s) not logged to %s: %s", len(rows), self.path, exc.message)
+                    return
+                time.sleep(wait)  # a restarting database: the next connection may succeed
 
     def _row(self, entry: LogEntry, at: str, redactor: PiiRedactor | None) -> tuple[Any, ...]:
         scope = Placeholders()
@@ -432,55 +454,26 @@ class RequestLog:
 
     def _delete(self, condition: str, value: str) -> int:
         self.flush()
-        with self._connect() as conn:
-            with write_transaction(conn):
-                deleted = conn.execute(f"DELETE FROM requests WHERE {condition}", (value,)).rowcount
-            _checkpoint(conn)
+        with self._db.write() as conn:
+            deleted = conn.execute(f"DELETE FROM requests WHERE {condition}", (value,)).rowcount
+        self._db.compact(("requests",))  # erased text must not linger in the WAL / dead rows
         return deleted
 
-    @contextmanager
-    def _connect(self) -> Iterator[sqlite3.Connection]:
-        try:
-            with closing(_open(self.path)) as conn:
-                yield conn
-        except sqlite3.DatabaseError as exc:
-            raise RequestLogError(
-                f"cannot use the request log at {self.path}: {exc}",
-                hint="check that the file is a cvml request log (or move it away to start afresh)",
-            ) from exc
 
-
-def _open(path: Path) -> sqlite3.Connection:
-    """A connection at the current schema, with WAL and deleted content overwritten."""
-    return open_database(
-        path,
-        _MIGRATIONS,
-        what="request log",
-        error=RequestLogError,
-        hint_flag="--db",
-        # Erased text must not linger in free pages. No fsync per commit: with WAL the file
-        # stays consistent, and a power cut may lose only the last rows.
-        pragmas=("PRAGMA secure_delete = ON", "PRAGMA synchronous = NORMAL"),
-    )
-
-
-def _user_key_secret(conn: sqlite3.Connection) -> bytes:
-    """The database's HMAC secret for user ids, made on first use (so it survives restarts)."""
+def _user_key_secret(db: Database) -> bytes:
+    """The database's HMAC secret for user ids, made on first use (so it survives restarts and
+    every replica on one database hashes a user alike)."""
     select = "SELECT value FROM meta WHERE key = ?"
-    row = conn.execute(select, (_SECRET_KEY,)).fetchone()
+    with db.read() as conn:
+        row = conn.execute(select, (_SECRET_KEY,)).fetchone()
     if row is None:
-        with write_transaction(conn):
+        with db.write() as conn:
             conn.execute(
                 "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO NOTHING",
                 (_SECRET_KEY, secrets.token_hex(32)),
             )
             row = conn.execute(select, (_SECRET_KEY,)).fetchone()
     return bytes.fromhex(row[0])
-
-
-def _checkpoint(conn: sqlite3.Connection) -> None:
-    """Move the WAL into the database file and empty it (best effort while others read)."""
-    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
 
 def _iso(at: datetime | str) -> str:
@@ -506,7 +499,7 @@ def _filters(
     return (" WHERE " + " AND ".join(clauses) if clauses else ""), params
 
 
-def _row_dict(row: sqlite3.Row) -> dict[str, Any]:
+def _row_dict(row: Row) -> dict[str, Any]:
     item = dict(zip(_COLUMNS, row))
     for column in _BOOLEAN_COLUMNS:
         if item[column] is not None:
@@ -516,7 +509,7 @@ def _row_dict(row: sqlite3.Row) -> dict[str, Any]:
     return item
 
 
-def _group_stats(rows: list[sqlite3.Row]) -> dict[str, Any]:
+def _group_stats(rows: list[Row]) -> dict[str, Any]:
     ok = [row for row in rows if row["status"] < 400]
     accepted = [row["accepted"] for row in rows if row["accepted"] is not None]
     ratings = [row["rating"] for row in rows if row["rating"] is not None]

@@ -17,12 +17,12 @@ from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
+from cvml.data.encode import IGNORE_INDEX
 from cvml.errors import ConfigError
 from cvml.progress import OnProgress, Phase
 from cvml.recipe import Recipe, recipe_to_dict, require_sections
 from cvml.train import checkpoint as ckpt
 from cvml.train.data import RunData, prepare_data
-from cvml.data.encode import IGNORE_INDEX
 from cvml.train.modeling import (
     attach_lora,
     count_parameters,

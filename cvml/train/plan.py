@@ -16,8 +16,9 @@ from __future__ import annotations
 import random
 from dataclasses import asdict, dataclass
 from functools import lru_cache
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Sequence
 
+from cvml.data.encode import Example
 from cvml.train.packing import Row, pack
 
 if TYPE_CHECKING:
@@ -110,7 +111,7 @@ def step_batches(plan: Plan, seed: int, step: int, rank: int) -> list[list[int]]
     return batches
 
 
-def epoch_rows(examples, seq_len: int, seed: int, epoch: int) -> list[Row]:
+def epoch_rows(examples: Sequence[Example], seq_len: int, seed: int, epoch: int) -> list[Row]:
     """The packed rows of one epoch: the examples shuffled by (seed, epoch), then packed
     best-fit-decreasing (ties in length keep the shuffled order)."""
     order = list(range(len(examples)))
