@@ -42,9 +42,10 @@ demo: install $(TINY_BASE)/config.json $(TINY_DATA)
 	$(BIN)/cvml abtest offline --a $(TINY_BASE) --b tiny-cv@prod --data data/tiny-cv --limit 32 --out abtest/tiny-cv-offline
 	$(BIN)/python scripts/serve_demo.py tiny-cv@prod
 
-# Every tier: unit, integration on the tiny model; GPU tests are skipped without CUDA.
+# Every tier: unit, integration on the tiny model, the stores on SQLite and on a throwaway
+# PostgreSQL server (started here, stopped even on failure); GPU tests are skipped without CUDA.
 test: install
-	$(BIN)/pytest -q
+	$(BIN)/python scripts/pg_server.py run -- $(BIN)/pytest -q
 
 # The unit tier alone (no model built or loaded): under 30 s.
 test-fast: install

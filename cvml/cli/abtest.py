@@ -22,9 +22,9 @@ _JSON = typer.Option(False, "--json", help="Print the result as JSON on stdout."
 _RECIPE = typer.Option(None, "--recipe", help="Recipe whose abtest section sets the rule (primary, guardrails, mde, ...).")
 _SET = typer.Option(None, "--set", help="Override a recipe value, e.g. --set abtest.mde=2 (repeatable).")
 _REGISTRY = typer.Option(
-    None, "--registry", help="Registry database holding experiments (default: $CVML_HOME/registry.db).", show_default=False
+    None, "--registry", help="Registry database holding experiments: a file or a postgresql:// URL (default: CVML_DB_URL, else $CVML_HOME/registry.db).", show_default=False
 )
-_LOG = typer.Option(None, "--db", help="Request log database (default: $CVML_HOME/requests.db).", show_default=False)
+_LOG = typer.Option(None, "--db", help="Request log database: a file or a postgresql:// URL (default: CVML_DB_URL, else $CVML_HOME/requests.db).", show_default=False)
 _OUT = typer.Option(None, "--out", help="Report folder (default: abtest.output, abtest/{name}).", show_default=False)
 _VERDICT_STYLE = {"SHIP": "bold green", "DON'T SHIP": "bold red", "INCONCLUSIVE": "bold yellow"}
 
@@ -75,7 +75,7 @@ def start(
     a: str = typer.Option(..., "--a", help="Control: e.g. cv@prod."),
     b: str = typer.Option(..., "--b", help="Candidate: e.g. cv@canary."),
     split: str = typer.Option("90/10", "--split", help="Traffic percentages of a/b."),
-    registry: Path = _REGISTRY,
+    registry: str = _REGISTRY,
     json_: bool = _JSON,
 ) -> None:
     """Record a running experiment that `cvml serve --experiment NAME` routes by."""
@@ -93,7 +93,7 @@ def start(
 
 
 @app.command("list")
-def list_(registry: Path = _REGISTRY, json_: bool = _JSON) -> None:
+def list_(registry: str = _REGISTRY, json_: bool = _JSON) -> None:
     """List experiments, newest first."""
     from cvml.registry.experiments import ExperimentStore
 
@@ -116,8 +116,8 @@ def status(
     experiment: str = typer.Argument(..., help="The experiment."),
     recipe: Path = _RECIPE,
     set_: list[str] = _SET,
-    registry: Path = _REGISTRY,
-    db: Path = _LOG,
+    registry: str = _REGISTRY,
+    db: str = _LOG,
     json_: bool = _JSON,
 ) -> None:
     """Where an experiment stands: traffic per variant, sample-ratio check, primary metric, current verdict."""
@@ -144,8 +144,8 @@ def analyze(
     experiment: str = typer.Argument(..., help="The experiment."),
     recipe: Path = _RECIPE,
     set_: list[str] = _SET,
-    registry: Path = _REGISTRY,
-    db: Path = _LOG,
+    registry: str = _REGISTRY,
+    db: str = _LOG,
     out_dir: Path = _OUT,
     json_: bool = _JSON,
 ) -> None:
@@ -177,8 +177,8 @@ def stop(
     reason: str = typer.Option(None, "--reason", help="Why; recorded in the registry's audit log."),
     recipe: Path = _RECIPE,
     set_: list[str] = _SET,
-    registry: Path = _REGISTRY,
-    db: Path = _LOG,
+    registry: str = _REGISTRY,
+    db: str = _LOG,
     json_: bool = _JSON,
 ) -> None:
     """Stop an experiment: promote B, roll back, or let the decision rule choose (--auto)."""

@@ -21,7 +21,7 @@ app = typer.Typer(
 )
 
 _DB = typer.Option(
-    None, "--db", help="Request log database file (default: $CVML_HOME/requests.db).", show_default=False
+    None, "--db", help="Request log database: a file, its folder, or a postgresql:// URL (default: CVML_DB_URL, else $CVML_HOME/requests.db).", show_default=False
 )
 _JSON = typer.Option(False, "--json", help="Print the result as JSON on stdout.")
 _EXPERIMENT = typer.Option(None, "--experiment", help="Only this experiment's requests.", show_default=False)
@@ -33,7 +33,7 @@ _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks
 def show(
     limit: int = typer.Option(20, "--limit", min=1, help="How many of the most recent requests."),
     experiment: str = _EXPERIMENT,
-    db: Path = _DB,
+    db: str = _DB,
     json_: bool = _JSON,
 ) -> None:
     """Show the most recent requests: time, variant, model, status, latency, tokens, feedback."""
@@ -64,7 +64,7 @@ def show(
 @app.command()
 def stats(
     experiment: str = _EXPERIMENT,
-    db: Path = _DB,
+    db: str = _DB,
     json_: bool = _JSON,
 ) -> None:
     """Per-variant counts, errors, users, acceptance, ratings and latency percentiles."""
@@ -101,7 +101,7 @@ def stats(
 @app.command()
 def purge(
     older_than: str = typer.Option(..., "--older-than", help="Delete requests older than this: 30d, 12h, 90m."),
-    db: Path = _DB,
+    db: str = _DB,
     json_: bool = _JSON,
 ) -> None:
     """Delete the requests logged longer ago than the retention period."""
@@ -117,7 +117,7 @@ def purge(
 @app.command()
 def forget(
     user_id: str = typer.Option(..., "--user-id", help="The user whose requests are erased."),
-    db: Path = _DB,
+    db: str = _DB,
     json_: bool = _JSON,
 ) -> None:
     """Erase every logged request of one user (the log holds only a keyed hash of the id)."""
@@ -147,7 +147,7 @@ def parse_duration(text: str) -> timedelta:
     return period
 
 
-def _open(db: Path | None):
+def _open(db: str | None):
     """The existing request log at `db` (or the default); reading never creates one."""
     from cvml.serve.requestlog import RequestLog, RequestLogError, log_url
 

@@ -12,7 +12,7 @@ import typer
 from typer.core import TyperGroup
 
 from cvml import __version__
-from cvml.cli import abtest, bench, curate, finetune, logs, merge, models, quantize, serve, tiny, validate
+from cvml.cli import abtest, bench, curate, db, finetune, logs, merge, models, quantize, serve, tiny, validate
 from cvml.errors import CvmlError, RecipeError
 
 
@@ -80,6 +80,7 @@ app.add_typer(logs.app, name="logs")
 app.command("serve")(serve.serve)
 app.add_typer(tiny.app, name="tiny")
 app.add_typer(abtest.app, name="abtest")
+app.add_typer(db.app, name="db")
 
 
 def main() -> None:

@@ -21,7 +21,7 @@ app = typer.Typer(
 )
 
 _REGISTRY = typer.Option(
-    None, "--registry", help="Registry database file (default: $CVML_HOME/registry.db).", show_default=False
+    None, "--registry", help="Registry database: a file, its folder, or a postgresql:// URL (default: CVML_DB_URL, else $CVML_HOME/registry.db).", show_default=False
 )
 _JSON = typer.Option(False, "--json", help="Print the result as JSON on stdout.")
 _REASON = typer.Option(None, "--reason", help="Why; recorded in the audit log.")
@@ -31,7 +31,7 @@ _DATASET_RE = re.compile(r"([A-Za-z_][A-Za-z0-9_-]*)=(.+)")
 @app.command("list")
 def list_(
     name: str = typer.Argument(None, help="Only this model's versions.", show_default=False),
-    registry: Path = _REGISTRY,
+    registry: str = _REGISTRY,
     json_: bool = _JSON,
 ) -> None:
     """List registered versions with their aliases and parents."""
@@ -58,7 +58,7 @@ def list_(
 @app.command()
 def show(
     ref: str = typer.Argument(..., help="NAME, NAME@3, NAME@v3, NAME@ALIAS or a model path."),
-    registry: Path = _REGISTRY,
+    registry: str = _REGISTRY,
     json_: bool = _JSON,
 ) -> None:
     """Show one version: path, kind, parent, aliases, datasets and metadata."""
@@ -93,7 +93,7 @@ def register(
         None, "--meta", help="Metadata as KEY=VALUE, VALUE read as JSON when it parses (repeatable)."
     ),
     reason: str = _REASON,
-    registry: Path = _REGISTRY,
+    registry: str = _REGISTRY,
     json_: bool = _JSON,
 ) -> None:
     """Register a model folder as the next version of NAME."""
@@ -117,7 +117,7 @@ def promote(
     ref: str = typer.Argument(..., help="The version to promote: NAME@3, NAME@canary, ..."),
     alias: str = typer.Option(..., "--alias", help="The alias to point at it, e.g. prod or canary."),
     reason: str = _REASON,
-    registry: Path = _REGISTRY,
+    registry: str = _REGISTRY,
     json_: bool = _JSON,
 ) -> None:
     """Point ALIAS at a version; `rollback` undoes it."""
@@ -135,7 +135,7 @@ def rollback(
     name: str = typer.Argument(..., help="Model name."),
     alias: str = typer.Option(..., "--alias", help="The alias to move back, e.g. prod."),
     reason: str = _REASON,
-    registry: Path = _REGISTRY,
+    registry: str = _REGISTRY,
     json_: bool = _JSON,
 ) -> None:
     """Move ALIAS back to the version it held before its latest promotion."""
@@ -146,7 +146,7 @@ def rollback(
 @app.command()
 def lineage(
     ref: str = typer.Argument(..., help="NAME, NAME@3, NAME@ALIAS or a registered model path."),
-    registry: Path = _REGISTRY,
+    registry: str = _REGISTRY,
     json_: bool = _JSON,
 ) -> None:
     """Show where a version came from (datasets, parents) and what was derived from it."""
@@ -160,7 +160,7 @@ def lineage(
 @app.command()
 def events(
     name: str = typer.Argument(None, help="Only this model's events.", show_default=False),
-    registry: Path = _REGISTRY,
+    registry: str = _REGISTRY,
     json_: bool = _JSON,
 ) -> None:
     """The audit log: who registered, promoted or rolled back what, when and why."""

@@ -39,7 +39,7 @@ def serve(
         None, "--drain-timeout", help="On SIGTERM, seconds in-flight requests may finish."
     ),
     log_text: str = typer.Option(None, "--log-text", help="Request log text: redacted (default) or none."),
-    log_db: Path = typer.Option(None, "--log-db", help="Request log file (default $CVML_HOME/requests.db)."),
+    log_db: str = typer.Option(None, "--log-db", help="Request log: a file or a postgresql:// URL (default CVML_DB_URL, else $CVML_HOME/requests.db)."),
     watch_registry: float = typer.Option(
         None, "--watch-registry", help="Poll the registry every N seconds; swap in re-pointed aliases."
     ),
@@ -52,7 +52,7 @@ def serve(
         "model": model, "host": host, "port": port, "variants": variant or None, "split": split,
         "experiment": experiment, "engine": engine, "max_batch_size": max_batch_size, "max_queue": max_queue,
         "max_new_tokens": max_new_tokens, "request_timeout_s": request_timeout, "drain_timeout_s": drain_timeout,
-        "log_text": log_text, "log_db": None if log_db is None else str(log_db), "watch_registry_s": watch_registry,
+        "log_text": log_text, "log_db": log_db, "watch_registry_s": watch_registry,
         "device": device, "dtype": dtype,
     }
     spec = resolve_spec(recipe, list(set_ or []), {k: v for k, v in flags.items() if v is not None})

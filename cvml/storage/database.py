@@ -30,6 +30,7 @@ script location and a second version table for the same numbered files.
 from __future__ import annotations
 
 import hashlib
+import re
 import sqlite3
 import threading
 from collections.abc import Iterator
@@ -75,6 +76,16 @@ class Schema:
     @property
     def version(self) -> int:
         return len(self.migrations)
+
+    @property
+    def table_names(self) -> list[str]:
+        """The tables its migrations create, in creation order (parents before children)."""
+        found = []
+        for statement in (s for migration in self.migrations for s in migration):
+            match = re.match(r"\s*CREATE TABLE (?:IF NOT EXISTS )?(\w+)", statement)
+            if match and match.group(1) not in found:
+                found.append(match.group(1))
+        return found
 
     def lock_key(self) -> int:
         """The advisory-lock key of this schema's writers (a signed 64-bit int)."""
