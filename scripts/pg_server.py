@@ -4,6 +4,8 @@ Library use (import by path: `scripts/` is not a package):
 
     srv = start()                  # or: with start() as srv: ...
     srv.url                        # postgresql://cvml:PASSWORD@127.0.0.1:PORT/cvml_test
+    srv.restart()                  # down and up again: same data, port and password (fault tests)
+    srv.stop_server(); ...; srv.start_server()   # the same, kept down as long as a test needs
     srv.stop()                     # pg_ctl stop -m fast, then the data directory is removed
 
 CLI:
@@ -129,7 +131,7 @@ class PgServer:
     """A running throwaway server. `stop()` is idempotent and also runs at interpreter exit."""
 
     def __init__(self, *, bin_dir: Path, base: Path, data_dir: Path, log_file: Path, port: int,
-                 password: str, run_prefix: list[str], version: str) -> None:
+                 password: str, run_prefix: list[str], version: str, options: str = "") -> None:
         self.bin_dir = bin_dir
         self.base = base            # the temporary directory holding everything; removed by stop()
         self.data_dir = data_dir
@@ -141,6 +143,7 @@ class PgServer:
         self.dbname = DATABASE
         self.version = version
         self._run_prefix = run_prefix
+        self._options = options     # the postgres options it was started with (`pg_ctl -o`)
         self._owner_pid = os.getpid()
         self._lock = threading.Lock()
         self._stopped = False
@@ -157,9 +160,63 @@ class PgServer:
     def stopped(self) -> bool:
         return self._stopped
 
+    @property
+    def running(self) -> bool:
+        """Whether the server process is up (false between `stop_server()` and `start_server()`)."""
+        return not self._stopped and (self.data_dir / "postmaster.pid").exists()
+
     def _pg_ctl(self, *args: str, timeout: float = 60) -> subprocess.CompletedProcess:
         cmd = [*self._run_prefix, str(self.bin_dir / "pg_ctl"), "-D", str(self.data_dir), *args]
         return subprocess.run(cmd, check=False, cwd=self.base, capture_output=True, text=True, timeout=timeout)
+
+    def stop_server(self) -> None:
+        """Shut the server down (pg_ctl stop -m fast: clients are disconnected) and keep its
+        data: `start_server()` brings it back on the same port, with the same password and data.
+        A no-op when it is down already.
+
+        Raises:
+            PgServerError: the server was removed by `stop()`, or did not stop.
+        """
+        with self._lock:
+            if self._stopped:
+                raise PgServerError(f"the server on 127.0.0.1:{self.port} was removed by stop()")
+            if not (self.data_dir / "postmaster.pid").exists():
+                return
+            try:
+                res = self._pg_ctl("stop", "-m", "fast", "-w", "-t", "30", timeout=45)
+            except subprocess.TimeoutExpired:
+                raise PgServerError(f"pg_ctl stop timed out on 127.0.0.1:{self.port}{_log_tail(self.log_file)}") from None
+            if res.returncode != 0:
+                raise PgServerError(f"pg_ctl stop failed (exit {res.returncode}):\n"
+                                    f"{(res.stdout + res.stderr)[-3000:]}{_log_tail(self.log_file)}")
+
+    def start_server(self, timeout_s: float = START_TIMEOUT_S) -> None:
+        """Start the server that `stop_server()` shut down, on the same data directory and port,
+        and wait until it accepts connections. A no-op when it is running.
+
+        Raises:
+            PgServerError: the server was removed by `stop()`, or did not come up in time
+                (e.g. its port was taken meanwhile).
+        """
+        with self._lock:
+            if self._stopped:
+                raise PgServerError(f"the server on 127.0.0.1:{self.port} was removed by stop()")
+            if (self.data_dir / "postmaster.pid").exists():
+                return
+            try:
+                res = self._pg_ctl("-l", str(self.log_file), "-w", "-t", str(int(timeout_s)), "-o", self._options,
+                                   "start", timeout=timeout_s + 15)
+            except subprocess.TimeoutExpired:
+                raise PgServerError(f"pg_ctl start timed out on 127.0.0.1:{self.port}{_log_tail(self.log_file)}") from None
+            if res.returncode != 0:
+                raise PgServerError(f"pg_ctl start failed (exit {res.returncode}):\n"
+                                    f"{(res.stdout + res.stderr)[-3000:]}{_log_tail(self.log_file)}")
+            _wait_accepting(self.bin_dir, self.port, self.password, timeout_s)
+
+    def restart(self, timeout_s: float = START_TIMEOUT_S) -> None:
+        """`stop_server()` then `start_server()`: a database restart, as clients see one."""
+        self.stop_server()
+        self.start_server(timeout_s)
 
     def stop(self) -> None:
         """pg_ctl stop -m fast (immediate if that fails), then remove the data directory."""
@@ -196,7 +253,7 @@ class PgServer:
         self.stop()
 
     def __repr__(self) -> str:
-        state = "stopped" if self._stopped else "running"
+        state = "stopped" if self._stopped else "running" if self.running else "down"
         return f"<PgServer {self.version} 127.0.0.1:{self.port} {state} data={self.data_dir}>"
 
 
@@ -298,7 +355,7 @@ def start(base_dir: Path | None = None) -> PgServer:
             opts = (f"-c listen_addresses=127.0.0.1 -p {port} -c unix_socket_directories='{socket_dir}' "
                     "-c fsync=off -c synchronous_commit=off -c full_page_writes=off")
             srv = PgServer(bin_dir=bin_dir, base=base, data_dir=data_dir, log_file=log_file, port=port,
-                           password=password, run_prefix=run_prefix, version=version)
+                           password=password, run_prefix=run_prefix, version=version, options=opts)
             try:
                 run([str(bin_dir / "pg_ctl"), "-D", str(data_dir), "-l", str(log_file), "-w",
                      "-t", str(START_TIMEOUT_S), "-o", opts, "start"], "pg_ctl start", timeout=START_TIMEOUT_S + 15)

@@ -2,8 +2,9 @@
 
 Floors, bottom up:
 - ground: the top-level modules (errors, paths, recipe, modelio, manifest, prompts, progress,
-  quantization, variants, ...), `cvml.data` (records, splits, encoding) and `cvml.registry`
-  (the storage of versions, aliases and experiments). Imports nothing above it.
+  quantization, variants, ...), `cvml.data` (records, splits, encoding), `cvml.storage`
+  (SQLite / Postgres) and `cvml.registry` (versions, aliases, experiments). Imports nothing
+  above it.
 - middle: `cvml.safety` and `cvml.evaluation`, what several areas use. Imports the ground.
 - areas: curate, train, quantize, bench, serve, abtest, tiny. Import the floors below and
   only the area → area arrows listed in ALLOWED_ARROWS: adding one is a visible decision.
@@ -23,7 +24,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1] / "cvml"
 MIDDLE = {"safety", "evaluation"}
-GROUND_PACKAGES = {"data", "registry"}
+GROUND_PACKAGES = {"data", "registry", "storage"}
 AREAS = {"curate", "train", "quantize", "bench", "serve", "abtest", "tiny"}
 ALLOWED_ARROWS = {
     ("bench", "serve"),  # bench measures serve's engine in process

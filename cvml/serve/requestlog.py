@@ -417,12 +417,24 @@ class RequestLog:
                 with self._db.write() as conn:
                     conn.executemany(_INSERT, rows)
                 return
-            except CvmlError as exc:
+            except CvmlError as exc:  # the database is unreachable or refused the batch
                 if wait is None:
                     self.failed_writes += len(rows)
                     _log.error("%d request(s) not logged to %s: %s", len(rows), self.path, exc.message)
                     return
                 time.sleep(wait)  # a restarting database: the next connection may succeed
+            except Exception:  # a row the database refuses (a constraint): write the others one by one
+                self._write_each(rows)
+                return
+
+    def _write_each(self, rows: list[tuple[Any, ...]]) -> None:
+        for row in rows:
+            try:
+                with self._db.write() as conn:
+                    conn.execute(_INSERT, row)
+            except Exception:
+                self.failed_writes += 1
+                _log.exception("request %s not logged", row[0])
 
     def _row(self, entry: LogEntry, at: str, redactor: PiiRedactor | None) -> tuple[Any, ...]:
         scope = Placeholders()
@@ -447,7 +459,8 @@ class RequestLog:
         )
         for column in ("pii_leak", "fabrication"):
             values[column] = None if values[column] is None else int(bool(values[column]))
-        return tuple(values[column] for column in _COLUMNS)
+        # Postgres refuses NUL in text (valid JSON may carry one): store the replacement character.
+        return tuple(_no_nul(values[column]) for column in _COLUMNS)
 
     def _user_key(self, user_id: str) -> str:
         return hmac.new(self._secret, user_id.encode(), hashlib.sha256).hexdigest()
@@ -458,6 +471,10 @@ class RequestLog:
             deleted = conn.execute(f"DELETE FROM requests WHERE {condition}", (value,)).rowcount
         self._db.compact(("requests",))  # erased text must not linger in the WAL / dead rows
         return deleted
+
+
+def _no_nul(value: Any) -> Any:
+    return value.replace("\x00", "\ufffd") if isinstance(value, str) else value
 
 
 def _user_key_secret(db: Database) -> bytes:
