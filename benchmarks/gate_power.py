@@ -30,18 +30,19 @@ CI's upper end sits about 1.96·s/√T above it. Detecting a true 0.85 nine time
 needs 0.85 + (1.28 + 1.96)·s/√T < 1 - bound, i.e. s/√T < 0.031 with bound 0.05. With
 T = 12 that held only up to s ≈ 11%, and the 17/20 detections seen with 12 pairs match
 s ≈ 11-12%. With T = 24 it holds up to s ≈ 15%: power ≈ 0.98 at s = 12%, ≈ 0.90 at 15%.
-On this 2-core machine, while other processes shared it (load average 3-5), s measured
-12-25% per run (median about 18%, where the power is ≈ 0.8): the targets need the
+On this 2-core machine, while other processes shared it (load average 3-5.6), s measured
+11-27% per run (median about 18%, where the power is ≈ 0.8): the targets need the
 machine to itself, or close to it. A false alarm on a true 1.00 needs the estimate to fall
 5 + 1.96·s/√T points low, 3.6 standard errors at s = 15% (probability < 0.001) and still
 under 0.2% at s = 25%; the percentile bootstrap's CI is a little narrower than the normal
 one, so the true rate is somewhat higher, still far under 5%. The bound sits nearer 1.00
 than 0.85 because the CI's own half-width already protects the A/A side. 24 pairs × 24
-requests × 32 tokens at concurrency 4 took 32-45 s per run here at load 3-4 (slow runs
-the longer), inside 60 s; at load 5 a slow run reached 64 s. 30 pairs would hold to
-s ≈ 17% but would not fit 60 s on a shared machine.
+requests × 32 tokens at concurrency 4 took 32-45 s per run here at load 3-4 and 37-58 s
+at load 4.5-5.6 (slow runs the longer; one reached 64 s at load 5), inside 60 s but for
+the heaviest load. 30 pairs would hold to s ≈ 17% but would not fit 60 s on a shared
+machine.
 
-    python benchmarks/gate_power.py                      # full: 40 + 40 runs, ~50-65 min
+    python benchmarks/gate_power.py                      # full: 40 + 40 runs, ~45-70 min
     python benchmarks/gate_power.py --runs 3             # reduced: proves it works
 
 The last line printed is one JSON object: false_alarm_rate, detection_rate,
@@ -122,7 +123,7 @@ def main() -> None:
     parser.add_argument("--max-new-tokens", type=int, default=32)
     parser.add_argument("--warmup", type=int, default=4, help="Warm-up requests per side per run.")
     parser.add_argument("--slowdown", type=float, default=0.15, help="Injected throughput drop of B.")
-    parser.add_argument("--calibration-steps", type=int, default=2, help="Measured pairs of runs that correct the wait factor.")
+    parser.add_argument("--calibration-steps", type=int, default=2, help="Full runs with the delay on that correct the wait factor before the slow runs.")
     parser.add_argument("--max-drop", type=float, default=0.05, help="The gate's bound.")
     parser.add_argument("--confidence", type=float, default=0.95)
     parser.add_argument("--threads", type=int, default=1, help="torch threads per engine.")
@@ -244,8 +245,8 @@ def main() -> None:
     # Per-pair noise s (root mean within-run variance of the per-pair ratios) and what the
     # design's arithmetic expects from it: detection Φ((drop - bound)/(s/√T) - z), false alarm
     # Φ(-bound/(s/√T) - z), the CI's upper end sitting z·s/√T above the estimate.
-    s_aa = statistics.mean(o["pair_sd"] ** 2 for o in aa) ** 0.5
-    s_sl = statistics.mean(o["pair_sd"] ** 2 for o in sl) ** 0.5
+    s_aa = max(statistics.mean(o["pair_sd"] ** 2 for o in aa) ** 0.5, 1e-9)
+    s_sl = max(statistics.mean(o["pair_sd"] ** 2 for o in sl) ** 0.5, 1e-9)
     z = float(norm.ppf(1 - (1 - args.confidence) / 2))
     seconds = [o["seconds"] for o in aa + sl]
     print(json.dumps({
@@ -337,32 +338,32 @@ def _calibrate(args, spec, level: str, run, slow: SlowForward, measured_ratio, p
     candidate, _, _ = run(spec.model_copy(update={"warmup_requests": 0, "trials": 6}))
     wall = sum(t["wall_s"] for t in candidate["samples"]["perf"][level])
     share = min((slow.seconds - before_s) / wall, 1.0)
-    factor = WaitFactor(args.slowdown, _gap(args.slowdown) / share)
-    first = factor.k
+    wait = WaitFactor(args.slowdown, _gap(args.slowdown) / share)
+    first = wait.k
     steps = []
     for step in range(args.calibration_steps):
-        slow.factor = factor.k
+        slow.factor = wait.k
         waited_s, forward_s = slow.waited_s, slow.seconds
         candidate, baseline, seconds = run()
         ratio = measured_ratio(candidate, baseline)
         wall = sum(t["wall_s"] for t in candidate["samples"]["perf"][level])
         steps.append({
-            "factor": round(factor.k, 4), "ratio": round(ratio, 4), "drop": round(1 - ratio, 4),
+            "factor": round(wait.k, 4), "ratio": round(ratio, 4), "drop": round(1 - ratio, 4),
             "pair_sd": round(statistics.stdev(pair_ratios(candidate, baseline)), 4), "seconds": round(seconds, 1),
             # B's time in waits and in forward passes (warm-up included) per second of its trials
             "wait_share": round((slow.waited_s - waited_s) / wall, 4),
             "forward_share": round((slow.seconds - forward_s) / wall, 4),
         })
-        factor.step(1 - ratio)
+        wait.step(1 - ratio)
         log(f"calibration {step + 1}/{args.calibration_steps}: k {steps[-1]['factor']:.3f} → B/A {ratio:.3f} "
-            f"(drop {1 - ratio:.3f}, asked {args.slowdown:.3f}) in {seconds:.1f} s; next k {factor.k:.3f}")
-    factor.calibration = {
+            f"(drop {1 - ratio:.3f}, asked {args.slowdown:.3f}) in {seconds:.1f} s; next k {wait.k:.3f}")
+    wait.calibration = {
         "forward_share": round(share, 4),
         "first_factor": round(first, 4),
         "steps": steps,
-        "factor": round(factor.k, 4),
+        "factor": round(wait.k, 4),
     }
-    return factor
+    return wait
 
 
 def _wilson(k: int, n: int) -> list[float]:

@@ -16,24 +16,28 @@ at the end whatever happens), creates the cvml schema in it, and measures:
    unnest(arrays)` statement per batch on Postgres, 1024-row batches, and a SQLite engine
    that keeps its connection between batches.
 
-2. Serving throughput. `cvml serve` on the tiny model twice, in subprocesses, both up for
-   the whole run: one logging to SQLite (a file in its CVML_HOME), one to Postgres
-   (`--log-db URL`); the same flags otherwise (default `--log-text redacted`). `--clients`
-   closed-loop clients (the official `openai` client, httpx if it is missing) send
-   non-streaming /v1/chat/completions requests (synthetic CV prompts, greedy, `max_tokens`
-   with `ignore_eos` so every answer is exactly that long), `--requests` per client per
-   round. After an untimed warm-up round on each, the rounds alternate the servers
-   (SQLite, Postgres, Postgres, SQLite, ...) to cancel drift on a shared machine; output
-   tokens/s per server is total tokens / total time over its rounds, and
-   `serve_ratio_pg_vs_sqlite` = Postgres / SQLite. After the servers drain, each log must
-   hold one row per request sent.
+2. Serving throughput. `cvml serve` on the tiny model twice, in subprocesses up at the same
+   time: one logging to SQLite (a file), one to the Postgres on this machine (`--log-db URL`;
+   its CPU competes with serving here, unlike a remote database's); the same flags otherwise
+   (default `--log-text redacted`; `--threads` OMP threads each, default 1: on a busy 2-core
+   box torch's default served ~10x slower, its threads spinning against each other).
+   `--clients` closed-loop clients (the official `openai` client, httpx if it is missing)
+   send non-streaming /v1/chat/completions requests (synthetic CV prompts, greedy,
+   `max_tokens` with `ignore_eos`, so every answer is exactly that long), `--requests` per
+   client per round. After an untimed warm-up on each, the rounds alternate
+   the servers (SQLite, Postgres, Postgres, SQLite, ...) to cancel drift on a shared machine;
+   `--sessions` repeats this with a fresh pair of servers started in swapped order. Output
+   tokens/s per server = its tokens / its time over all rounds; `serve_ratio_pg_vs_sqlite` =
+   Postgres / SQLite, with a 95% interval from the per-round ratios. After the servers drain,
+   each log must hold one row per request sent.
 
 Model: `--model`, else artifacts/tiny/base (the demo model; built there with
 `build_base_model(seed=0)` when missing, about 10 minutes on 2 cores, once), except that
-`--quick` without artifacts/tiny/base builds a much smaller model (seconds, cached in the
+`--quick` without artifacts/tiny/base builds a much smaller model (under a minute, cached in the
 temp folder). Progress goes to stderr; the last stdout line is one JSON object.
 
-    python benchmarks/store_throughput.py [--rows 20000] [--clients 16] [--rounds 4] [--quick] [--prototype]
+    python benchmarks/store_throughput.py [--rows 20000] [--clients 16] [--sessions 2] [--rounds 8]
+                                          [--model PATH] [--skip-serve] [--prototype] [--quick]
 """
 
 from __future__ import annotations
@@ -45,6 +49,7 @@ import os
 import queue
 import re
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -82,8 +87,9 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=20_000, help="Request-log rows per log-throughput run.")
     parser.add_argument("--passes", type=int, default=3, help="Repeats of the four log runs (median reported).")
     parser.add_argument("--clients", type=int, default=16, help="Concurrent closed-loop clients per server.")
-    parser.add_argument("--rounds", type=int, default=6, help="Measured rounds per server (order alternates).")
-    parser.add_argument("--requests", type=int, default=16, help="Requests per client per round.")
+    parser.add_argument("--sessions", type=int, default=2, help="Fresh pairs of servers, one after the other.")
+    parser.add_argument("--rounds", type=int, default=8, help="Measured rounds per server per session.")
+    parser.add_argument("--requests", type=int, default=10, help="Requests per client per round.")
     parser.add_argument("--max-tokens", type=int, default=32, help="Output tokens per request (EOS ignored).")
     parser.add_argument("--threads", type=int, default=1,
                         help="OMP/torch threads per server (0: torch's default, which oversubscribes a small box).")
@@ -91,18 +97,25 @@ def main() -> None:
     parser.add_argument("--model", help=f"Model folder (default {DEMO_MODEL.relative_to(ROOT)}, built if missing).")
     parser.add_argument("--skip-serve", action="store_true", help="Measure the log throughput only.")
     parser.add_argument("--prototype", action="store_true", help="Also measure prototyped faster write paths.")
-    parser.add_argument("--quick", action="store_true", help="About a minute: fewer rows, rounds and requests.")
+    parser.add_argument("--quick", action="store_true", help="Under a minute: fewer rows, rounds and requests.")
     args = parser.parse_args()
     if args.quick:
         args.rows, args.passes = min(args.rows, 4000), 1
-        args.rounds, args.requests = min(args.rounds, 2), min(args.requests, 4)
+        args.sessions, args.rounds, args.requests = 1, min(args.rounds, 4), min(args.requests, 4)
 
+    from cvml.errors import CvmlError
+
+    # SIGTERM unwinds like Ctrl+C, so the servers and PostgreSQL are stopped on the way out.
+    signal.signal(signal.SIGTERM, _interrupt)
     started = time.perf_counter()
     try:
         summary = run(args)
     except BenchError as exc:
         log(f"store_throughput: {exc}")
         sys.exit(2)
+    except CvmlError as exc:
+        log(f"store_throughput: {exc.message}" + (f" (hint: {exc.hint})" if getattr(exc, "hint", None) else ""))
+        sys.exit(1)
     except KeyboardInterrupt:
         log("store_throughput: interrupted")
         sys.exit(130)
@@ -110,9 +123,14 @@ def main() -> None:
     print(json.dumps(summary))
 
 
+def _interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt
+
+
 def run(args) -> dict:
     load_before = _loadavg()
     _check_drivers()
+    model = None if args.skip_serve else _model_path(args)  # first: a build must not keep a server idle
     pg_server = _load_pg_server()
     log("starting a throwaway PostgreSQL ...")
     try:
@@ -132,9 +150,10 @@ def run(args) -> dict:
         }
         summary.update(_log_throughput(server.url, work, args))
         if args.skip_serve:
-            summary.update({"serve_ratio_pg_vs_sqlite": None, "baseline": BASELINE, "serve": "skipped (--skip-serve)"})
+            summary.update({"serve_ratio_pg_vs_sqlite": None, "baseline": BASELINE, "rounds": 0,
+                            "clients": args.clients, "serve": "skipped (--skip-serve)"})
         else:
-            summary.update(_serve_throughput(server.url, work, args))
+            summary.update(_serve_throughput(server.url, model, work, args))
         summary["load_avg_1m_after"] = _loadavg()
         summary["targets"] = {
             f"pg_log_rows_per_s_ge_{PG_TARGET_ROWS_PER_S}": _at_least(summary["pg_log_rows_per_s"], PG_TARGET_ROWS_PER_S),
@@ -184,6 +203,10 @@ def _model_path(args) -> Path:
         return path
     if (DEMO_MODEL / "config.json").is_file():
         return DEMO_MODEL
+    from cvml._quiet import quiet_import_noise, quiet_libraries
+
+    quiet_import_noise()
+    quiet_libraries()
     from cvml.tiny.model import TinySpec, build_base_model
 
     if args.quick:
@@ -193,7 +216,7 @@ def _model_path(args) -> Path:
         )  # fmt: skip
         if (target / "config.json").is_file():
             return target
-        log(f"building a small model at {target} (seconds) ...")
+        log(f"building a small model at {target} (under a minute) ...")
     else:
         target, spec = DEMO_MODEL, TinySpec()
         log(f"building the demo tiny model at {target} (about 10 minutes on 2 cores, once; "
@@ -294,7 +317,7 @@ class _WriterClock:
             return None
         return {
             "writer_us_per_row": round(self.write_s / rows * 1e6, 1),
-            # CPU time of the writer thread alone: what the figure would be on an idle core.
+            # The writer thread's own CPU time: its wall time on an idle core, less database waits.
             "writer_cpu_us_per_row": round(self.write_cpu_s / rows * 1e6, 1),
             "build_rows_us_per_row": round(self.row_s / rows * 1e6, 1),  # redaction + hashing
             "insert_us_per_row": round((self.write_s - self.row_s) / rows * 1e6, 1),  # transactions + driver
@@ -383,7 +406,7 @@ def _log_throughput(pg_url: str, work: Path, args) -> dict:
 
 def _prototypes(pg_url: str, work: Path, args) -> dict:
     """Faster write paths, patched into this process only (the code under test is unchanged)."""
-    import cvml.serve.requestlog as requestlog
+    from cvml.serve import requestlog
 
     variants = {
         "postgres_batch_1024": ("postgres", _patch_batch(requestlog, 1024)),
@@ -444,7 +467,7 @@ def _patch_unnest(requestlog):
         for entry, at in batch:
             try:
                 rows.append(log_._row(entry, at, redactor))
-            except Exception:
+            except Exception:  # noqa: BLE001 - as RequestLog._write: one bad entry costs only its row
                 log_.failed_writes += 1
         if not rows:
             return
@@ -472,8 +495,9 @@ def _patch_sqlite_pool():
     per batch today."""
     from contextlib import contextmanager
 
-    import cvml.storage.database as database
     from sqlalchemy.pool import QueuePool
+
+    from cvml.storage import database
 
     @contextmanager
     def patch():
@@ -502,86 +526,109 @@ def _combine(*patches):
 # ---------------------------------------------------------------------------- serve throughput
 
 
-def _serve_throughput(pg_url: str, work: Path, args) -> dict:
-    model = _model_path(args)
+def _serve_throughput(pg_url: str, model: Path, work: Path, args) -> dict:
     prompts = _prompts(model, args)
-    servers = {
-        "sqlite": _Server("sqlite", model, str(work / "serve-sqlite" / "requests.db"), work, args),
-        "postgres": _Server("postgres", model, pg_url, work, args),
-    }
-    since = datetime.now(timezone.utc)
-    try:
-        for server in servers.values():
-            server.launch()  # both load at once
-        for server in servers.values():
-            server.wait_ready()
-            log(f"cvml serve ({server.name} log) ready at {server.url}: {server.description}")
-        ask_with = {name: _asker(server, args) for name, server in servers.items()}
-        for name in servers:
-            warm = _closed_loop(args.clients, 1, prompts, ask_with[name])
-            if warm["errors"]:
-                raise BenchError(f"the {name}-log server failed its warm-up: {warm['first_error']}")
-            servers[name].sent += warm["requests"]
-        log(f"warm-up done; {args.rounds} round(s) x 2 servers, {args.clients} clients x {args.requests} requests, "
-            f"{args.max_tokens} tokens each")
-        rounds = []
-        for r in range(args.rounds):
-            order = ("sqlite", "postgres") if r % 2 == 0 else ("postgres", "sqlite")
-            figures = {}
-            for name in order:
-                result = _closed_loop(args.clients, args.requests, prompts, ask_with[name])
-                servers[name].sent += result["requests"]
-                if result["errors"]:
-                    raise BenchError(f"{result['errors']} request(s) to the {name}-log server failed: "
-                                     f"{result['first_error']}")
-                figures[name] = result
-            ratio = figures["postgres"]["tokens_per_s"] / figures["sqlite"]["tokens_per_s"]
-            rounds.append({"order": list(order), "sqlite": figures["sqlite"], "postgres": figures["postgres"],
-                           "ratio_pg_vs_sqlite": round(ratio, 3)})
-            log(f"round {r + 1}/{args.rounds} ({order[0]} first): sqlite {figures['sqlite']['tokens_per_s']:7.1f} "
-                f"tok/s, postgres {figures['postgres']['tokens_per_s']:7.1f} tok/s, ratio {ratio:.3f}")
-        for client in ask_with.values():
-            client.close()
-    finally:
-        for server in servers.values():
-            server.stop()  # SIGTERM: drain, then the log writes what is queued and closes
-    logged = {name: _logged_rows(server.log_db, since) for name, server in servers.items()}
-    for name, server in servers.items():
-        if logged[name] != server.sent:
-            raise BenchError(f"the {name}-log server logged {logged[name]} of {server.sent} requests "
-                             f"(server log: {server.tail()})")
+    rounds: list[dict] = []
+    logged: dict[str, int] = {"sqlite": 0, "postgres": 0}
+    flags = ""
+    for session in range(args.sessions):
+        # A fresh pair of processes per session, launched in swapped order, so that what one
+        # process happens to get (placement, memory layout) does not decide the ratio.
+        names = ("sqlite", "postgres") if session % 2 == 0 else ("postgres", "sqlite")
+        logs = {"sqlite": str(work / f"serve-{session}" / "requests.db"), "postgres": pg_url}
+        servers = {name: _Server(name, model, logs[name], work / f"serve-{session}", args) for name in names}
+        since = datetime.now(timezone.utc)
+        asks = {}
+        try:
+            for server in servers.values():
+                server.launch()  # both load at once
+            for server in servers.values():
+                server.wait_ready()
+                log(f"session {session + 1}/{args.sessions}: cvml serve ({server.name} log) ready at {server.url}")
+            flags = servers["sqlite"].description.replace(logs["sqlite"], "FILE")
+            asks = {name: _asker(server, args) for name, server in servers.items()}
+            for name in names:
+                warm = _closed_loop(args.clients, 1, prompts, asks[name])
+                servers[name].sent += warm["requests"]
+                if warm["errors"]:
+                    raise BenchError(f"the {name}-log server failed its warm-up: {warm['first_error']}")
+            for _ in range(args.rounds):
+                order = names if (len(rounds) % 2 == 0) else names[::-1]
+                figures = {}
+                for name in order:
+                    result = _closed_loop(args.clients, args.requests, prompts, asks[name])
+                    servers[name].sent += result["requests"]
+                    if result["errors"]:
+                        raise BenchError(f"{result['errors']} request(s) to the {name}-log server failed: "
+                                         f"{result['first_error']}")
+                    figures[name] = result
+                ratio = figures["postgres"]["tokens_per_s"] / figures["sqlite"]["tokens_per_s"]
+                rounds.append({"session": session + 1, "order": list(order), "sqlite": figures["sqlite"],
+                               "postgres": figures["postgres"], "ratio_pg_vs_sqlite": round(ratio, 3)})
+                log(f"round {len(rounds)}/{args.sessions * args.rounds} ({order[0]} first): sqlite "
+                    f"{figures['sqlite']['tokens_per_s']:7.1f} tok/s, postgres {figures['postgres']['tokens_per_s']:7.1f} "
+                    f"tok/s, ratio {ratio:.3f}")
+        finally:
+            for ask in asks.values():
+                ask.close()
+            for server in servers.values():
+                server.stop()  # SIGTERM: drain, then the log writes what is queued and closes
+        for name, server in servers.items():
+            found = _logged_rows(server.log_db, since)
+            if found != server.sent:
+                raise BenchError(f"the {name}-log server logged {found} of {server.sent} requests "
+                                 f"(server log: {server.tail()})")
+            logged[name] += found
 
     def total(name: str) -> dict:
         tokens = sum(r[name]["output_tokens"] for r in rounds)
         wall = sum(r[name]["wall_s"] for r in rounds)
-        return {"output_tokens": tokens, "wall_s": round(wall, 3), "tokens_per_s": round(tokens / wall, 1),
-                "e2e_p50_s": statistics.median(x for r in rounds for x in r[name]["e2e_s"])}
+        e2e = statistics.median(x for r in rounds for x in r[name]["e2e_s"])
+        return {"tokens_per_s": round(tokens / wall, 1), "e2e_p50_s": round(e2e, 4)}
 
     sqlite, postgres = total("sqlite"), total("postgres")
     for r in rounds:
         for name in ("sqlite", "postgres"):
-            r[name] = {k: v for k, v in r[name].items() if k != "e2e_s"}
+            r[name] = {k: v for k, v in r[name].items() if k not in ("e2e_s", "first_error")}
     ratio = postgres["tokens_per_s"] / sqlite["tokens_per_s"]
-    log(f"serve: sqlite {sqlite['tokens_per_s']} tok/s, postgres {postgres['tokens_per_s']} tok/s, ratio {ratio:.3f}")
+    low, high = _ratio_interval([r["ratio_pg_vs_sqlite"] for r in rounds])
+    log(f"serve: sqlite {sqlite['tokens_per_s']} tok/s, postgres {postgres['tokens_per_s']} tok/s, ratio {ratio:.3f}"
+        + (f" (95% CI of the per-round ratios {low:.3f}-{high:.3f})" if low else ""))
     return {
         "serve_ratio_pg_vs_sqlite": round(ratio, 3),
+        "serve_ratio_ci95": [low, high] if low else None,
         "serve_ratio_median_of_rounds": round(statistics.median(r["ratio_pg_vs_sqlite"] for r in rounds), 3),
         "baseline": BASELINE,
         "serve_tokens_per_s_sqlite": sqlite["tokens_per_s"],
         "serve_tokens_per_s_pg": postgres["tokens_per_s"],
-        "serve_e2e_p50_s_sqlite": round(sqlite["e2e_p50_s"], 4),
-        "serve_e2e_p50_s_pg": round(postgres["e2e_p50_s"], 4),
-        "rounds": args.rounds,
+        "serve_e2e_p50_s_sqlite": sqlite["e2e_p50_s"],
+        "serve_e2e_p50_s_pg": postgres["e2e_p50_s"],
+        "rounds": len(rounds),
+        "sessions": args.sessions,
         "clients": args.clients,
         "requests_per_client_per_round": args.requests,
         "max_tokens": args.max_tokens,
         "serve_log_text": args.log_text,
+        "serve_threads": args.threads or "torch default",
         "serve_logged_rows": logged,
         "client": "openai" if importlib.util.find_spec("openai") else "httpx",
         "model": str(model),
+        "server_flags": flags,
         "serve_rounds": rounds,
-        "server_flags": servers["sqlite"].description.replace(str(servers["sqlite"].log_db), "LOG"),
     }
+
+
+def _ratio_interval(ratios: list[float]) -> tuple[float | None, float | None]:
+    """95% t-interval of the geometric mean of per-round ratios (rounds are paired in time)."""
+    import math
+
+    if len(ratios) < 3:
+        return None, None
+    from scipy.stats import t
+
+    logs = [math.log(r) for r in ratios]
+    mean, half = statistics.fmean(logs), t.ppf(0.975, len(logs) - 1) * statistics.stdev(logs) / math.sqrt(len(logs))
+    return round(math.exp(mean - half), 3), round(math.exp(mean + half), 3)
 
 
 def _prompts(model: Path, args) -> list[list[dict[str, str]]]:
@@ -735,7 +782,7 @@ def _closed_loop(clients: int, per_client: int, prompts: list, ask) -> dict:
             t0 = time.perf_counter()
             try:
                 n = ask(messages)
-            except Exception as exc:  # counted, so a failing server shows as failing
+            except Exception as exc:  # noqa: BLE001 - counted, so a failing server shows as failing
                 with lock:
                     errors.append(f"{type(exc).__name__}: {exc}")
                 continue
@@ -743,7 +790,7 @@ def _closed_loop(clients: int, per_client: int, prompts: list, ask) -> dict:
                 tokens.append(n)
                 e2e.append(time.perf_counter() - t0)
 
-    threads = [threading.Thread(target=client, args=(k,)) for k in range(clients)]
+    threads = [threading.Thread(target=client, args=(k,), daemon=True) for k in range(clients)]
     started = time.perf_counter()
     for t in threads:
         t.start()

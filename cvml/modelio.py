@@ -4,6 +4,10 @@ A reference is anything `Registry.resolve` takes (`name`, `name@3`, `name@prod`,
 A finetune run folder resolves to its best model: `merged/`, else `model/`, else `adapter/`.
 The folder may hold a full model, a LoRA adapter (merged at load), or a model written by
 `cvml quantize` (its manifest says which method; `cvml.quantize.load` reads it back).
+
+A registered version is checked against the content hash recorded at its registration
+(`cvml.registry.integrity`) when it is resolved and again when a resolved reference is
+loaded: a folder rewritten since is refused, never served as that version.
 """
 
 from __future__ import annotations
@@ -31,6 +35,8 @@ class ModelRef:
     ref: str  # "name@N" when registered, else the folder path
     kind: str  # "full" | "adapter" | "quantized"
     manifest: dict[str, Any] = field(default_factory=dict)
+    # The registry's record, whose folder `load_for_inference` verifies again (None: a plain folder).
+    registered: Any = None
 
     def to_dict(self) -> dict[str, Any]:
         return {"path": str(self.path), "name": self.name, "version": self.version, "ref": self.ref, "kind": self.kind}
@@ -92,15 +98,17 @@ def resolve_model(ref: str | Path, registry: Any = None) -> ModelRef:
 
     Raises:
         RegistryError: an unknown name, version or alias that is not a path either.
-        ModelError: the folder holds no model.
+        ModelError: the folder holds no model, or a registered version's folder no longer
+            holds what was registered (changed or gone).
     """
     from cvml.registry import Registry
 
     registry = registry or Registry()
-    version = registry.resolve(str(ref))
+    version = verify_version(registry.resolve(str(ref)))
     folder = model_folder(version.path)
     if not version.registered and folder != Path(version.path):
-        version = registry.resolve(str(folder))  # a run folder: its merged/ or model/ may be registered
+        # A run folder: its merged/ or model/ may be registered.
+        version = verify_version(registry.resolve(str(folder)))
     manifest = read_manifest(folder)
     if manifest.get("kind") == "quantize":
         kind = "quantized"
@@ -109,8 +117,35 @@ def resolve_model(ref: str | Path, registry: Any = None) -> ModelRef:
     else:
         kind = "full"
     return ModelRef(
-        path=folder, name=version.name, version=version.version, ref=version.ref, kind=kind, manifest=manifest
+        path=folder, name=version.name, version=version.version, ref=version.ref, kind=kind, manifest=manifest,
+        registered=version if version.registered else None,
     )
+
+
+def verify_version(version):
+    """`version` (a registry ModelVersion) when its folder still holds what was registered,
+    or when there is nothing to compare (a plain folder, a version from before hashes).
+
+    Raises:
+        ModelError: the folder changed since registration, or is gone; names the version.
+    """
+    from cvml.registry.integrity import check
+
+    found = check(version)
+    if found.status == "missing":
+        raise ModelError(
+            f"{version.ref} is registered at {version.path}, which no longer exists",
+            hint=f"Restore the folder, or point the alias at another version (cvml models rollback {version.name} --alias ALIAS).",
+        )
+    if found.status == "changed":
+        raise ModelError(
+            f"{version.ref}: {version.path} changed since it was registered "
+            f"(sha256 {found.expected[:12]} at registration, {found.actual[:12]} now); refusing to load it as {version.ref}",
+            hint="Something rewrote the folder (e.g. a re-run into it). Put the registered files back, or copy the "
+            "folder elsewhere and register the copy as a new version (cvml models register PATH --name "
+            f"{version.name}); `cvml models show {version.ref}` shows the check.",
+        )
+    return version
 
 
 def pick_device(device: str = "auto", *, setting: str = "device") -> str:
@@ -184,11 +219,17 @@ def load_for_inference(
     """Load model and tokenizer in eval mode; LoRA adapters are merged so decoding pays no adapter cost.
 
     Raises:
-        ModelError: no model, or no chat template stored with it (prompts would be built
-            differently from training, silently).
+        ModelError: no model; a registered version whose folder changed since registration;
+            or no chat template stored with it (prompts would be built differently from
+            training, silently).
     """
     start = time.perf_counter()
-    model_ref = ref if isinstance(ref, ModelRef) else resolve_model(ref, registry)
+    if isinstance(ref, ModelRef):
+        if ref.registered is not None:  # resolved earlier: the folder may have changed since
+            verify_version(ref.registered)
+        model_ref = ref
+    else:
+        model_ref = resolve_model(ref, registry)
     device = pick_device(device)
     torch_dtype = pick_dtype(dtype, device)
     tokenizer = load_inference_tokenizer(model_ref.path)

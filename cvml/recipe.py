@@ -271,7 +271,10 @@ class BenchSpec(Section):
 
 
 class ServeSpec(Section):
-    host: str = Field("127.0.0.1", description="Interface to bind; 0.0.0.0 exposes the server to the network.")
+    host: str = Field(
+        "127.0.0.1",
+        description="Interface to bind; 0.0.0.0 exposes the server to the network (refused without an API key).",
+    )
     port: int = Field(8000, ge=0, le=65535, description="Port (0 = any free port).")
     max_batch_size: int = Field(16, ge=1, description="Sequences decoded together.")
     max_queue: int = Field(64, ge=0, description="Waiting requests beyond the batch; more get 429.")
@@ -280,7 +283,11 @@ class ServeSpec(Section):
     request_timeout_s: float = Field(30.0, gt=0, description="Per-request deadline (504 past it).")
     drain_timeout_s: float = Field(30.0, ge=0, description="On SIGTERM, how long in-flight requests may finish.")
     log_text: Literal["redacted", "none"] = Field("redacted", description="Request log text: PII-redacted, or not stored.")
-    log_retention_days: int = Field(30, ge=1, description="`cvml logs purge` default age.")
+    log_retention_days: int = Field(
+        30, ge=1,
+        description="Days a request stays in the request log: `cvml serve` purges older ones on start and daily "
+        "(each purge is recorded; `cvml logs stats` shows the last).",
+    )  # fmt: skip
     log_db: str | None = Field(None, description="Request log SQLite file; default $CVML_HOME/requests.db.")
     model: str | None = Field(None, description="What to serve (path, name or name@alias) when no variants are given.")
     variants: list[str] = Field(
@@ -296,6 +303,7 @@ class ServeSpec(Section):
     watch_registry_s: float | None = Field(
         None, gt=0, description="Poll the registry this often and swap in re-pointed aliases (no restart)."
     )
+    docs: bool = Field(False, description="Serve /docs and /openapi.json (off by default: they map the whole API).")
 
 
 class GuardrailSpec(Section):

@@ -8,6 +8,7 @@ marked `integration`; the rest is the unit tier (`make test-fast`). GPU tests ar
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -16,6 +17,10 @@ import yaml
 # Keep the test processes from oversubscribing the CPU (torch + gloo workers).
 os.environ.setdefault("OMP_NUM_THREADS", "2")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# Nothing a test does may reach the real ~/.cvml (keys, registry, logs): session- and
+# module-scoped fixtures run before the per-test CVML_HOME below, so they get this one.
+os.environ["CVML_HOME"] = tempfile.mkdtemp(prefix="cvml-test-home-")
+os.environ.pop("CVML_DB_URL", None)
 
 # Fixtures that build or load a model or dataset: a test using any of them is an integration test.
 INTEGRATION_FIXTURES = {"tiny_base", "tiny_data", "make_recipe", "loaded", "llama"}

@@ -11,7 +11,8 @@ import pytest
 
 from cvml.cli.main import app
 from cvml.registry import Registry
-from cvml.serve.requestlog import LogEntry, RequestLog
+from cvml.registry.db import REGISTRY
+from cvml.serve.requestlog import REQUEST_LOG, LogEntry, RequestLog
 from cvml.storage import storage_url
 from cvml.storage.database import _create_engine
 
@@ -33,13 +34,15 @@ def test_upgrade_is_idempotent_and_status_counts_rows(runner, store_backend, tmp
     url = os.environ.get("CVML_DB_URL")  # None: the SQLite files under CVML_HOME
     first = json.loads(_db(runner, "upgrade", "--json").stdout)["schemas"]
     # The Postgres fixture migrated already; SQLite files are created here.
-    assert {name: item["version"] for name, item in first.items()} == {"registry": 2, "request log": 1}
+    assert {name: item["version"] for name, item in first.items()} == {
+        "registry": REGISTRY.version, "request log": REQUEST_LOG.version
+    }
     again = json.loads(_db(runner, "upgrade", "--json").stdout)["schemas"]
     assert all(item["applied"] == [] for item in again.values())
     Registry().register(_model(tmp_path), "cv", "base")
     status = json.loads(_db(runner, "status", "--json").stdout)["schemas"]
     assert status["registry"]["tables"]["model_versions"] == 1 and status["registry"]["pending"] == []
-    assert status["request log"]["tables"] == {"meta": 0, "requests": 0}
+    assert status["request log"]["tables"] == {"meta": 1, "requests": 0, "purges": 0}  # meta: key ids, never a key
     if url:
         assert status["registry"]["database"].startswith("postgresql://cvml:***@127.0.0.1:")
 
@@ -48,7 +51,7 @@ def test_a_fresh_postgres_is_refused_until_upgraded(runner, pg_db_url, tmp_path,
     monkeypatch.setenv("CVML_DB_URL", pg_db_url)
     result = runner.invoke(app, ["models", "list"])
     assert result.exit_code == 1 and "Traceback" not in result.output
-    assert "is at version 0, this cvml needs 2" in result.stderr and "cvml db upgrade" in result.stderr
+    assert f"is at version 0, this cvml needs {REGISTRY.version}" in result.stderr and "cvml db upgrade" in result.stderr
     status = _db(runner, "status", code=1)
     assert "1, 2" in status.stdout and "cvml db upgrade" in status.stderr
     _db(runner, "upgrade")
@@ -88,7 +91,7 @@ def test_copy_moves_a_sqlite_registry_and_log_into_postgres(runner, pg_db_url, t
     # Event ids came along and the identity moved past them: the next event is numbered after.
     event = copied.promote("cv@1", "canary")
     assert event.id == max(e.id for e in reg.events()) + 1
-    # The log's HMAC secret came along: forgetting the user finds the copied row.
+    # Key ids came along (the key itself stays in this host's key file): forget finds the copied row.
     with RequestLog(pg_db_url) as log:
         assert log.forget("u1") == 1
     again = _db(runner, "copy", "--from", cvml_home, "--to", pg_db_url, code=2)

@@ -20,8 +20,8 @@ def captured(monkeypatch):
     """Replace the server with one that reports ready at once and records what it was given."""
     calls = []
 
-    def fake_serve(spec, *, api_key=None, on_ready=None):
-        calls.append({"spec": spec, "api_key": api_key})
+    def fake_serve(spec, *, api_key=None, admin_key=None, on_ready=None):
+        calls.append({"spec": spec, "api_key": api_key, "admin_key": admin_key})
         on_ready(Listening(f"http://{spec.host}:{spec.port}", spec.host, spec.port, {"default": "tiny@3"}, spec.engine))
 
     monkeypatch.setattr("cvml.serve.server.serve", fake_serve)

@@ -37,7 +37,10 @@ def raw_rows(raw) -> list[dict]:
 def curated(tmp_path_factory, raw):
     out = tmp_path_factory.mktemp("curated") / "cv"
     spec = CurateSpec(inputs=[str(raw)], normalize={"max_source_tokens": 10_000, "max_target_tokens": 10_000})
-    return curate(spec, out), out
+    # Module scope runs before the per-test CVML_HOME: give curate (index key, suppression list) its own.
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("CVML_HOME", str(tmp_path_factory.mktemp("home")))
+        return curate(spec, out), out
 
 
 def _planted(rows, prefix: str) -> Counter:
@@ -210,7 +213,7 @@ def test_refuses_to_overwrite_a_folder_it_did_not_write(tmp_path, raw):
         curate(CurateSpec(inputs=[str(raw)]), precious)
 
 
-def test_pii_index_finds_values_in_other_formats_and_stores_no_value(tmp_path):
+def test_pii_index_finds_values_in_other_formats_and_stores_no_value(tmp_path, cvml_home):
     from cvml.curate.pii_index import INDEX_FILE, PiiIndex
 
     index = PiiIndex.create(tmp_path)
@@ -223,4 +226,7 @@ def test_pii_index_finds_values_in_other_formats_and_stores_no_value(tmp_path):
     assert lookup.groups_for("someone@else.com") == set()
     stored = (tmp_path / INDEX_FILE).read_text()
     assert "7946" not in stored and "jane" not in stored.lower()
-    assert (tmp_path / "pii_index.key").stat().st_mode & 0o077 == 0
+    # The key is not beside the index (a copy of the folder must not answer guesses).
+    assert not list(tmp_path.glob("*.key"))
+    (key,) = (cvml_home / "keys").iterdir()
+    assert key.stat().st_mode & 0o077 == 0

@@ -1,6 +1,7 @@
-"""PII detection and redaction: per-type positives and negatives, typed consistent
-placeholders, idempotence, supplied names, planted PII in the synthetic data, and the
-measured quality on the dotin CVs (tests/data/cv-dotin-545)."""
+"""PII detection and redaction: per-type positives and negatives, names in running text,
+typed consistent placeholders, idempotence, supplied names, planted PII in the synthetic
+data, and the measured quality on the development part of the dotin CVs
+(tests/data/cv-dotin-545, even file ids)."""
 
 from __future__ import annotations
 
@@ -126,6 +127,50 @@ def test_cv_facts_are_not_pii(redactor, text):
     assert found(redactor, text) == []
 
 
+@pytest.mark.parametrize("text, names", [
+    ("My name is Anna Kowalczyk and I apply for the analyst role.", ["Anna", "Kowalczyk"]),
+    ("I worked with Piotr Nowak at Acme on the billing system.", ["Piotr", "Nowak"]),
+    ("Resume of Jean Dupont", ["Jean", "Dupont"]),
+    ("Hi, I am Jean Dupont, a software engineer from Lyon.", ["Jean", "Dupont"]),
+    ("Reporting to Maria Garcia, Head of Finance, I closed the books monthly.", ["Maria", "Garcia"]),
+    ("Under the guidance of Priya Sharma we shipped the app in 2021.", ["Priya", "Sharma"]),
+    ("Built 3 dashboards for the sales team. Contact Anna Kowalczyk at the Leeds office.", ["Anna", "Kowalczyk"]),
+    # A name on a line of its own lower down, next to contact details.
+    ("Led the migration to AWS in 2020.\nAnna Kowalczyk\nanna.k@example.com", ["Anna", "Kowalczyk"]),
+    ("Skills: SQL, Python\n\nReferences\nPiotr Nowak\nTeam Lead, Acme\nTel: +48 601 234 567", ["Piotr", "Nowak"]),
+    # A one-word name heading the text, found again where it repeats.
+    ("Halvorson  161 Main Street, Waukegan\nExperience ...\nSignature:  Halvorson", ["Halvorson"]),
+])
+def test_names_in_running_text_and_on_their_own_line_are_redacted(redactor, text, names):
+    redacted, spans = redactor.redact(text)
+    assert "NAME" in {s.type for s in spans}
+    assert [n for n in names if n in redacted] == [], redacted
+
+
+@pytest.mark.parametrize("text", [
+    "I am a Certified Scrum Master and a Microsoft Certified Azure Developer.",
+    "Worked with Power BI, Tableau and Apache Spark to build dashboards.",
+    "Worked with Google Cloud Platform and Amazon Web Services; worked with Ruby on Rails, Swift and Rust.",
+    "Reporting to the Head of Sales and to the Chief Financial Officer.",
+    "Worked closely with Marketing Operations and Customer Success.",
+    "Collaborated with Data Science and Product teams; managed by Agile Release Trains.",
+    "Under the guidance of Senior Management, led a team of 12.",
+    "I am Fluent in English, Hindi and Marathi.",
+    "Reported to Regional Director, Asia Pacific. Trained by Cisco Networking Academy.",
+    "Presented at Santa Clara Convention Center; relocated to Palo Alto.",
+    "Skills: Jenkins, Docker, Kubernetes, Ansible, Terraform, Swift, Perl",
+    "Kansas City, MO\nSales Associate at Walmart, 2016-2019",
+    "Westfield Manufacturing is hiring a Senior Data Analyst in Leeds.",
+    "Experience\nSenior Analyst, Deloitte\nMorgan Stanley\nAnalyst, 2019-2021",
+    "Bachelor of Science in Computer Engineering; Grace Hopper Celebration scholar",
+    "Florence Nightingale Award for nursing excellence, 2018",
+    "Volunteer at Habitat for Humanity; member of the Rotary Club of Austin",
+    "Led by example; referred by LinkedIn Recruiter; this is Python Developer role.",
+])
+def test_cv_words_skills_and_employers_in_sentences_are_not_names(redactor, text):
+    assert [span for span in found(redactor, text) if span[0] == "NAME"] == []
+
+
 def test_synthetic_rows_without_planted_pii_stay_untouched(redactor):
     rows = [r for r in generate_records(60, seed=1) if not any(t.startswith("pii:") for t in r["meta"]["planted"])]
     texts = [r[f] for r in rows for f in ("source_text", "job_description", "target") if isinstance(r.get(f), str)]
@@ -214,17 +259,21 @@ def test_unknown_type_is_a_config_error_listing_the_valid_ones():
 
 @pytest.fixture(scope="module")
 def dotin_scores(redactor):
+    """Scores on the development part only (even file ids): the report part (odd ids) is
+    held out, scored by benchmarks/pii_dotin.py --part report for reports, never here."""
     spec = importlib.util.spec_from_file_location("pii_dotin", ROOT / "benchmarks" / "pii_dotin.py")
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
-    stats, _, _ = bench.score_dotin(redactor, bench.load_dotin(DOTIN))
-    return bench._dotin_summary(stats, 310)
+    docs = bench.load_dotin(DOTIN, "dev")
+    stats, _, _ = bench.score_dotin(redactor, docs)
+    return bench._dotin_summary(stats, len(docs))
 
 
 def test_dotin_recall_and_precision_meet_the_targets(dotin_scores):
     types = dotin_scores["types"]
+    assert dotin_scores["docs"] == 155
     assert types["EMAIL"]["recall"] >= 0.98
-    assert types["NAME"]["recall"] >= 0.90
+    assert types["NAME"]["recall"] >= 0.95
     assert types["NAME"]["precision_vs_gold"] >= 0.85  # the gold names only the CV's owner
     assert min(types[t]["checked_precision"] for t in ("EMAIL", "PHONE", "URL", "ADDRESS", "NAME")) >= 0.95
     assert dotin_scores["overall_checked_precision"] >= 0.95

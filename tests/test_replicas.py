@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import queue
+import secrets
 import signal
 import subprocess
 import sys
@@ -92,6 +93,8 @@ def shared_db(pg_db_url, monkeypatch):
     from cvml.storage import Database
 
     monkeypatch.setenv("CVML_DB_URL", pg_db_url)
+    # Replicas hash user ids with one key, given to each from the environment (a secret manager).
+    monkeypatch.setenv("CVML_LOG_KEY", secrets.token_hex(32))
     yield pg_db_url
     Database.dispose(pg_db_url)  # this process's pooled connections, before the database is dropped
 

@@ -527,9 +527,11 @@ def test_a_failed_reload_is_409_and_the_variant_keeps_serving(tmp_path, loaded, 
     try:
         client = httpx.Client(base_url=server.url, headers=AUTH, timeout=30)
         failed = client.post("/admin/reload")
-        error = error_of(failed)
+        error = failed.json()["error"]
         assert failed.status_code == 409 and error["code"] == "reload_failed"
         assert "the registry database is gone" in error["message"]
+        [outcome] = failed.json()["variants"]  # every variant's outcome beside the error
+        assert (outcome["variant"], outcome["outcome"], outcome["current"]) == ("default", "failed", "tiny@1")
         assert rewrite(client).json()["version"] == 1
     finally:
         server.stop()

@@ -27,7 +27,7 @@ FUZZ = settings(
 @pytest.fixture(scope="module")
 def server(tmp_path_factory, tiny_base):
     spec = ServeSpec(
-        model=str(tiny_base), port=0, max_new_tokens=4, device="cpu",
+        model=str(tiny_base), port=0, max_new_tokens=4, device="cpu", docs=True,  # the schema is fuzzed
         log_db=str(tmp_path_factory.mktemp("fuzz") / "requests.db"),
     )
     with BackgroundServer(spec, api_key=KEY) as running:

@@ -11,6 +11,13 @@ from typer.core import TyperGroup
 
 from cvml.cli._output import emit_json, err, out
 from cvml.cli._progress import progress_bars
+from cvml.cli.forget import (
+    DRY_RUN_HELP,
+    MATCH_HELP,
+    YES_HELP,
+    confirm_or_exit,
+    render_dataset_plan,
+)
 
 
 class _DefaultRun(TyperGroup):
@@ -61,20 +68,38 @@ def run(
 def forget(
     dataset: Path = typer.Option(..., "--dataset", help="A dataset folder made by cvml curate."),
     group: list[str] = typer.Option(None, "--group", help="Group (person) id to erase (repeatable)."),
-    match: str = typer.Option(None, "--match", help="A value that identifies the person, e.g. an email."),
+    match: str = typer.Option(None, "--match", help=MATCH_HELP),
     reason: str = typer.Option(None, "--reason", help="Why (recorded in the manifest's erasure event)."),
-    json_: bool = typer.Option(False, "--json", help="Print the result as JSON on stdout."),
+    yes: bool = typer.Option(False, "--yes", "-y", help=YES_HELP),
+    dry_run: bool = typer.Option(False, "--dry-run", help=DRY_RUN_HELP),
+    json_: bool = typer.Option(False, "--json", help="Print the plan or the result as JSON on stdout."),
 ) -> None:
-    """Erase a person's rows from a curated dataset and record the erasure in its manifest."""
+    """Erase a person's rows from a curated dataset and record the erasure in its manifest
+    (`cvml forget` also reaches runs, reports, the registry and the request log)."""
     from cvml.curate import forget as erase
+    from cvml.curate import plan_forget
+    from cvml.errors import DataError
 
-    result = erase(dataset, groups=group or [], match=match, reason=reason)
+    plan = plan_forget(dataset, groups=group or [], match=match)
+    if not plan.total and plan.recovered is None:
+        raise DataError("no row of the dataset matches", hint="Check the group id or value (matched exactly); nothing was changed.")
+    if plan.total and (dry_run or not yes):
+        if json_:
+            emit_json(plan.as_dict())
+        else:
+            render_dataset_plan(plan)
+        if dry_run:
+            return
+        confirm_or_exit(json_)
+    result = erase(dataset, plan=plan, reason=reason)
     if json_:
         emit_json(result.as_dict())
         return
     total = sum(result.rows_removed.values())
-    out.print(f"[green]✓[/] erased {total} row(s) of {len(result.groups)} group(s) from {result.dataset}: {result.rows_removed}")
-    err.print("The next `cvml finetune` on this dataset trains without them; the manifest records the erasure.")
+    out.print(f"[green]✓[/] erased {total} row(s) and {result.ledger_entries_removed} ledger/index entr(ies) of "
+              f"{len(result.groups)} group(s) from {result.dataset}: {result.rows_removed}")
+    err.print("The next `cvml finetune` on this dataset trains without them; the manifest records the erasure, "
+              "and later `cvml curate` runs keep them out.")
 
 
 def _render(result) -> None:

@@ -17,7 +17,7 @@ def finetune(
     seed: int = typer.Option(None, "--seed", help="Seed (overrides the recipe's seed)."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the resolved recipe and the plan; train nothing."),
     resume: bool = typer.Option(False, "--resume", help="Continue from the run folder's latest checkpoint."),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing run in the run folder."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Start the run afresh; a run folder holding a registered model is kept and a new sibling folder is written."),
     num_processes: int = typer.Option(None, "--num-processes", min=1, help="Train in N processes (DDP; gloo on CPU)."),
     json_: bool = typer.Option(False, "--json", help="Print the result (or plan) as JSON on stdout."),
 ) -> None:

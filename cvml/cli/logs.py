@@ -1,4 +1,5 @@
-"""`cvml logs ...` — read the request log of `cvml serve`, enforce retention, erase a user."""
+"""`cvml logs ...` — read the request log of `cvml serve`, enforce retention, erase a user,
+rotate the user-id key."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from cvml.cli._output import emit_json, out
 from cvml.errors import ConfigError
 
 app = typer.Typer(
-    help="The request log of cvml serve: recent requests, statistics, retention (purge) and erasure (forget).",
+    help="The request log of cvml serve: recent requests, statistics, retention (purge), erasure (forget), keys.",
     no_args_is_help=True,
 )
 
@@ -77,6 +78,11 @@ def stats(
         f"{result['with_text']} with text"
         + (f"; {_minute(result['first_at'])} → {_minute(result['last_at'])} UTC" if result["requests"] else "")
     )
+    last = result.get("last_purge")
+    out.print(
+        "No retention purge recorded yet." if last is None else
+        f"Last purge: {_minute(last['at'])} UTC, older than {_age(last['older_than_s'])}, {last['deleted']} deleted"
+    )  # fmt: skip
     if not result["variants"]:
         return
     table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, collapse_padding=True)
@@ -127,6 +133,37 @@ def forget(
         emit_json({"deleted": deleted, "db": str(log.path)})
     else:
         out.print(f"Deleted {deleted} request(s) of that user from {escape(str(log.path))}")
+
+
+@app.command("rotate-key")
+def rotate_key(
+    drop_old: bool = typer.Option(
+        False, "--drop-old", help="Instead: delete the old keys that no logged request uses any more (after retention)."
+    ),
+    db: str = _DB,
+    json_: bool = _JSON,
+) -> None:
+    """Hash new requests' user ids with a new key; older keys stay usable by forget until dropped.
+
+    A keyed hash cannot be recomputed under a new key, so rows keep the key that hashed
+    them. Once retention has purged them, `--drop-old` deletes that key. With CVML_LOG_KEY
+    (a Postgres log's replicas share it) rotate there: CVML_LOG_KEY=NEW,OLD on every replica.
+    A running `cvml serve` keeps its key until it restarts.
+    """
+    log = _open(db)
+    result = log.drop_old_keys() if drop_old else log.rotate_key()
+    if json_:
+        emit_json(result)
+        return
+    if not drop_old:
+        out.print(f"New requests are hashed with key {result['key_id']}; {len(result['keys']) - 1} older key(s) kept "
+                  "for forget (restart cvml serve to use the new key)")  # fmt: skip
+        return
+    out.print(f"Dropped {len(result['dropped'])} old key(s)" + (f": {', '.join(result['dropped'])}" if result["dropped"] else ""))
+    for key_id, rows in result["kept"].items():
+        out.print(f"Kept {key_id}: {rows} logged request(s) still use it (purge them first)")
+    for key_id in result.get("unused", []):
+        out.print(f"{key_id} is used by no request: it may be removed from CVML_LOG_KEY")
 
 
 def parse_duration(text: str) -> timedelta:
@@ -185,6 +222,13 @@ def _feedback(row: dict[str, Any]) -> str:
     if row["rating"] is not None:
         parts.append(f"★ {row['rating']:g}")
     return " ".join(parts)
+
+
+def _age(seconds: float) -> str:
+    for unit, size in (("w", 604800), ("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size and seconds % size == 0:
+            return f"{seconds // size:g}{unit}"
+    return f"{seconds:g}s"
 
 
 def _ms(seconds: float) -> str:

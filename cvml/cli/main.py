@@ -12,7 +12,7 @@ import typer
 from typer.core import TyperGroup
 
 from cvml import __version__
-from cvml.cli import abtest, bench, curate, db, finetune, logs, merge, models, quantize, serve, tiny, validate
+from cvml.cli import abtest, bench, curate, db, finetune, forget, logs, merge, models, quantize, serve, tiny, validate
 from cvml.errors import CvmlError, RecipeError
 
 
@@ -81,6 +81,7 @@ app.command("serve")(serve.serve)
 app.add_typer(tiny.app, name="tiny")
 app.add_typer(abtest.app, name="abtest")
 app.add_typer(db.app, name="db")
+app.command("forget")(forget.forget)
 
 
 def main() -> None:

@@ -61,15 +61,25 @@ def show(
     registry: str = _REGISTRY,
     json_: bool = _JSON,
 ) -> None:
-    """Show one version: path, kind, parent, aliases, datasets and metadata."""
+    """Show one version: path, content hash (and whether the folder still matches it), kind,
+    parent, aliases, datasets and metadata."""
+    from cvml.registry.erasure import erased_data_note
+    from cvml.registry.integrity import check
+
     version = Registry(registry).resolve(ref)
+    integrity = check(version)
+    erasure = erased_data_note(version.ref, registry) if version.registered else None
     if json_:
-        emit_json(version.to_dict())
+        emit_json({**version.to_dict(), "integrity": integrity.status, "erasure": erasure})
         return
     table = Table("field", "value", show_header=False)
     for field in ("ref", "kind", "path", "created_at", "actor", "parent"):
         value = getattr(version, field)
         table.add_row(field, escape(str(value)) if value is not None else "")
+    if version.registered:
+        table.add_row("sha256", _integrity(integrity))
+    if erasure:
+        table.add_row("erasure", f"[bold red]{escape(erasure)}[/]")
     table.add_row("aliases", ", ".join(version.aliases))
     for d in version.datasets:
         table.add_row(f"dataset ({escape(d.role)})", f"{escape(d.path)}  sha256:{(d.sha256 or '?')[:12]}")
@@ -250,6 +260,18 @@ def _parse_meta(text: str) -> tuple[str, Any]:
         return key, json.loads(value)
     except json.JSONDecodeError:
         return key, value
+
+
+def _integrity(found) -> str:
+    """The recorded hash (short) and whether the folder still holds it."""
+    short = (found.expected or "")[:12]
+    if found.status == "verified":
+        return f"{short} [green]verified[/]"
+    if found.status == "changed":
+        return f"{short} [bold red]CHANGED[/] (folder now {found.actual[:12]}; loading this version is refused)"
+    if found.status == "missing":
+        return f"{short} [bold red]MISSING[/] (the folder is gone; loading this version is refused)"
+    return "[dim]not recorded (registered before cvml kept hashes; unverified)[/]"
 
 
 def _when(iso: str | None) -> str:

@@ -28,7 +28,7 @@ def quantize(
     out_dir: Path = typer.Option(None, "--out", help="Folder to write (default: quantize.output, runs/{name}-{method}{bits})."),
     max_ppl_increase: float = typer.Option(None, "--max-ppl-increase", help="Exit 1 when perplexity rises by more than this fraction (0.05 = 5%)."),
     device: str = typer.Option(None, "--device", help="auto, cpu or cuda (int8 runs on CPU only)."),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing output folder."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing output folder (one holding a registered model is kept; a new sibling folder is written)."),
     json_: bool = typer.Option(False, "--json", help="Print the result as JSON on stdout."),
 ) -> None:
     """Quantize a model, save it for serve/bench/abtest, and measure the quality cost."""

@@ -25,8 +25,13 @@ def serve(
     port: int = typer.Option(None, "--port", min=0, max=65535, help="Port; 0 = any free port (default 8000)."),
     api_key: str = typer.Option(
         None, "--api-key", envvar="CVML_API_KEY", show_envvar=True,
-        help="Require Authorization: Bearer KEY on /v1 and /admin.",
+        help="Require Authorization: Bearer KEY on /v1 (needed with a --host off loopback; empty is an error).",
     ),
+    admin_key: str = typer.Option(
+        None, "--admin-key", envvar="CVML_ADMIN_KEY", show_envvar=True,
+        help="The only key /admin/* accept (without it they answer loopback clients only).",
+    ),
+    docs: bool = typer.Option(None, "--docs", help="Serve /docs and /openapi.json (off by default).", show_default=False),
     variant: list[str] = typer.Option(None, "--variant", help="A/B arm NAME=REF (repeatable; needs --split)."),
     split: str = typer.Option(None, "--split", help="Traffic per variant in percent, in order: 90/10."),
     experiment: str = typer.Option(None, "--experiment", help="A/B experiment name (salts the sticky user hash)."),
@@ -53,9 +58,10 @@ def serve(
         "experiment": experiment, "engine": engine, "max_batch_size": max_batch_size, "max_queue": max_queue,
         "max_new_tokens": max_new_tokens, "request_timeout_s": request_timeout, "drain_timeout_s": drain_timeout,
         "log_text": log_text, "log_db": log_db, "watch_registry_s": watch_registry,
-        "device": device, "dtype": dtype,
+        "device": device, "dtype": dtype, "docs": docs,
     }
     spec = resolve_spec(recipe, list(set_ or []), {k: v for k, v in flags.items() if v is not None})
+    api_key, admin_key = _key(api_key, "CVML_API_KEY"), _key(admin_key, "CVML_ADMIN_KEY")
 
     import logging
 
@@ -76,9 +82,27 @@ def serve(
         out.print(f"Serving {listening.url} ({arms}; {listening.engine} engine). SIGTERM or Ctrl+C drains and stops.")
 
     try:
-        run(spec, api_key=api_key or None, on_ready=ready)
+        run(spec, api_key=api_key, admin_key=admin_key, on_ready=ready)
     finally:
         logger.removeHandler(handler)
+
+
+def _key(given: str | None, envvar: str) -> str | None:
+    """The key as given, or as set in the environment; empty is an error, never "no auth"
+    (click reads an empty variable as unset, so the environment is checked here).
+
+    Raises:
+        ConfigError: the flag or the variable is empty or blank.
+    """
+    from cvml.errors import ConfigError
+
+    value = given if given is not None else os.environ.get(envvar)
+    if value is not None and not value.strip():
+        raise ConfigError(
+            f"{envvar} (or its flag) is set but empty",
+            hint="an empty key does not turn auth off: give a real key, or unset the variable",
+        )
+    return value
 
 
 def resolve_spec(recipe: Path | None, overrides: list[str], flags: dict[str, Any]):

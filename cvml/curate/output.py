@@ -1,17 +1,93 @@
 """What a curated dataset folder holds: Parquet per split, report.json/.md, a length
-histogram PNG and manifest.json (sha256 of every input and split, recipe, code version)."""
+histogram PNG and manifest.json (sha256 of every input and split, recipe, code version).
+
+The folder is its owner's only (0700) and so is every file in it (0600 from creation):
+a dataset holds people's CVs, redacted or not.
+"""
 
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import IO, Any, Callable, Iterable
 
 from cvml.data.records import Record
 
 SPLITS = ("train", "validation", "test")
 _COLUMNS = ("id", "task", "source_text", "job_description", "target", "group", "meta")
 REPORT_VERSION = 1
+# Every file a dataset folder holds; each is created owner-only before anything writes it.
+DATASET_FILES = (*(f"{s}.parquet" for s in SPLITS), "quarantine.jsonl", "removed.jsonl", "pii_index.jsonl",
+                 "report.json", "report.md", "lengths.png", "manifest.json")
+
+
+def quarantine_key(source: str, line: int) -> str:
+    """What the PII index files a quarantined row without a group under: its ledger line."""
+    return f"quarantine:{source}:{line}"
+
+
+def private_dir(path: Path) -> Path:
+    """Create `path` (and its parents) as a folder only its owner can enter (0700)."""
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    if path.stat().st_mode & 0o077:  # a folder an older cvml (or a user) made
+        os.chmod(path, 0o700)
+    return path
+
+
+def private_file(path: Path) -> Path:
+    """Replace `path` with an empty file only its owner can read: mode 0600 from creation, and
+    a new inode, so an older file's wider mode does not carry over. Writers that open it with
+    "w" (pyarrow, matplotlib, write_text) keep that mode."""
+    os.close(_create_private(path))
+    return path
+
+
+def open_private(path: Path, mode: str = "w") -> IO:
+    """`private_file(path)` opened for writing ("w" text, utf-8; "wb" bytes)."""
+    fd = _create_private(path)
+    return os.fdopen(fd, mode, encoding=None if "b" in mode else "utf-8")
+
+
+def write_atomic(path: Path, data: str | bytes) -> None:
+    """Write `path` whole or not at all: a private temporary file next to it, fsync, rename."""
+    tmp = path.with_name(path.name + ".tmp")
+    with open_private(tmp, "wb") as fh:
+        fh.write(data.encode("utf-8") if isinstance(data, str) else data)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+    fsync_dir(path.parent)
+
+
+def fsync_file(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def fsync_dir(folder: Path) -> None:
+    """Make renames and unlinks in `folder` durable (a no-op where folders cannot be opened)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _create_private(path: Path) -> int:
+    try:
+        path.unlink()
+    except FileNotFoundError:
+        pass
+    return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
 
 
 def write_splits(
@@ -36,13 +112,19 @@ def write_splits(
         by_split[split]["target"].append(n_tgt)
     counts = {}
     for split, cols in columns.items():
-        pq.write_table(pa.table(cols, schema=schema), out / f"{split}.parquet")
+        pq.write_table(pa.table(cols, schema=schema), private_file(out / f"{split}.parquet"))
         counts[split] = len(cols["id"])
     return counts, by_split
 
 
-def write_report(out: Path, result, spec, dedup, lengths: dict, recipe: dict[str, Any] | None) -> dict[str, str]:
-    """report.json, report.md, lengths.png and manifest.json; returns their paths."""
+def write_report(
+    out: Path, result, spec, dedup, lengths: dict, recipe: dict[str, Any] | None,
+    erasures: list[dict] | None = None, suppression: dict[str, Any] | None = None,
+) -> dict[str, str]:
+    """report.json, report.md, lengths.png and manifest.json; returns their paths.
+
+    `erasures` are the erasure events of the dataset this run replaced: the record of who
+    was erased stays with the folder. `suppression` says what the suppression list removed."""
     from cvml.manifest import build_manifest, sha256_file, write_manifest
 
     clusters = dedup.clusters if dedup is not None else []
@@ -54,6 +136,8 @@ def write_report(out: Path, result, spec, dedup, lengths: dict, recipe: dict[str
         "lengths": {s: {k: _summary(v) for k, v in d.items()} for s, d in lengths.items()},
     }
     files = {name: str(out / name) for name in ("report.json", "report.md", "lengths.png", "manifest.json")}
+    for name in files:
+        private_file(out / name)
     (out / "report.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
     (out / "report.md").write_text(_markdown(report), encoding="utf-8")
     _plot_lengths(lengths, result.length_unit, out / "lengths.png")
@@ -68,7 +152,8 @@ def write_report(out: Path, result, spec, dedup, lengths: dict, recipe: dict[str
                         for s in SPLITS},
             "counts": {"input_rows": result.input_rows, "kept": result.kept, "quarantined": result.quarantined,
                        "removed": result.removed},
-            "erasures": [],
+            "erasures": list(erasures or []),
+            "suppression": suppression or {"entries": 0, "rows_removed": 0},
         },
     )
     write_manifest(out, manifest)

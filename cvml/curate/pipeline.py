@@ -6,6 +6,13 @@ Rows that are malformed go to quarantine.jsonl; rows that are well-formed but un
 (filtered, contaminated, duplicate) go to removed.jsonl; both say why. The books always
 balance: input rows = kept + quarantined + removed.
 
+Erased people stay erased: every row, kept or quarantined, is checked against the
+suppression list (`cvml.curate.suppression`, outside any dataset) and a row of an erased
+group, or holding an erased value, is removed with reason "erased" (counted, never listed
+by id or group). Quarantined rows are redacted like kept ones (one placeholder scope per
+row) and indexed too, so `forget` finds a person whose every row was malformed. A re-run
+over an existing dataset keeps its erasure record in the new manifest.
+
 Inputs are streamed; what survives the per-row stages is held until dedup, which needs
 every row (near duplicates can be anywhere in the input).
 """
@@ -20,6 +27,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 
 from cvml.curate.normalize import normalize_text
+from cvml.curate.output import open_private, quarantine_key
 from cvml.curate.readers import RawRow, iter_raw, map_columns
 from cvml.data.records import Record, validate_row
 from cvml.data.split import group_bucket
@@ -52,22 +60,48 @@ class CurateResult:
 
 
 class _Books:
-    """Counts and the two ledgers (quarantine, removed), written as the run goes."""
+    """Counts and the two ledgers (quarantine, removed), written as the run goes.
 
-    def __init__(self, out: Path, redact_row: Callable[[Any], Any]):
+    `redactor` redacts (None: PII redaction is off); `detector` finds PII for the
+    suppression list even then."""
+
+    def __init__(self, out: Path, redactor, detector, index, suppression):
         self.quarantined: Counter[str] = Counter()
         self.removed: Counter[str] = Counter()
         self.pii: Counter[str] = Counter()
-        self._q = (out / "quarantine.jsonl").open("w", encoding="utf-8")
-        self._r = (out / "removed.jsonl").open("w", encoding="utf-8")
-        self._redact_row = redact_row
+        self._q = open_private(out / "quarantine.jsonl")
+        self._r = open_private(out / "removed.jsonl")
+        self._redactor, self._detector = redactor, detector
+        self._index, self._suppression = index, suppression
 
     def quarantine(self, stage: str, raw: RawRow, reason: str, row: Any = None) -> None:
+        value = row if row is not None else raw.row
+        group = value.get("group") if isinstance(value, dict) and isinstance(value.get("group"), str) else None
+        spans: list[tuple[str, str]] = []
+        if self._detector is not None:
+            # Quarantined rows never reached the PII stage: redact them here, with one
+            # placeholder scope for the row (a name in the header is found in the target too).
+            redacted, spans = _redact_row(self._detector, value)
+            if self._redactor is not None:
+                value, reason = redacted, self._redactor.redact(reason)[0]
+        if self._suppression.matches(group, spans):
+            self.erase()
+            return
         self.quarantined[stage] += 1
-        # Quarantined rows never reached the PII stage: redact them here, the file must not leak.
-        entry = {"stage": stage, "source": raw.source, "line": raw.line, "reason": reason,
-                 "row": self._redact_row(row if row is not None else raw.row)}
+        if self._redactor is not None:
+            # Indexed under the group, or under the ledger line when the row has none, so
+            # `forget` can find this person's quarantined rows by value.
+            key = group or quarantine_key(raw.source, raw.line)
+            for pii_type, text in spans:
+                self.pii[pii_type] += 1
+                self._index.add(pii_type, text, key)
+        entry = {"stage": stage, "source": raw.source, "line": raw.line, "group": group, "reason": reason, "row": value}
         self._q.write(json.dumps(entry, ensure_ascii=False, default=str) + "\n")
+
+    def erase(self) -> None:
+        """A row of an erased person: counted and noted, with neither its id nor its group."""
+        self.removed["erased"] += 1
+        self._r.write(json.dumps({"stage": "erased", "reason": "erased on request (suppression list)"}) + "\n")
 
     def remove(self, stage: str, record: Record, reason: str, kept_id: str | None = None) -> None:
         self.removed[stage] += 1
@@ -106,16 +140,20 @@ def curate(
     from cvml.curate.dedup import deduplicate
     from cvml.curate.filters import FilterConfig, apply_filters
     from cvml.curate.pii_index import PiiIndex
+    from cvml.curate.suppression import SuppressionList
     from cvml.safety.pii import Placeholders, PiiRedactor
 
     started = time.perf_counter()
     out = Path(output)
-    _prepare_output(out)
+    suppression = SuppressionList.load()  # first: a list that cannot be applied stops the run
+    erasures = _prepare_output(out)
     redactor = PiiRedactor(types=spec.pii.types, names=_read_names(spec.pii.names_file)) if spec.pii.enabled else None
-    books = _Books(out, lambda row: _redact_any(redactor, row))
+    # With redaction off, erased values are still looked for (and only those types).
+    detector = redactor or (PiiRedactor(types=suppression.value_types) if suppression.value_types else None)
+    index = PiiIndex.create(out)
+    books = _Books(out, redactor, detector, index, suppression)
     filter_cfg = FilterConfig(min_target_words=spec.filters.min_target_words, languages=tuple(spec.filters.languages))
     decontam = _decontaminator(spec, Decontaminator)
-    index = PiiIndex.create(out)
     fields = set(Record.model_fields)
     unit = "tokens" if tokenizer is not None else "words"
 
@@ -147,8 +185,17 @@ def curate(
                     record.model_dump(),
                 )
                 continue
+            spans: list[tuple[str, str]] = []
+            if detector is not None:
+                redacted, spans = _redact_record(detector, Placeholders(), record)
+                record = redacted if redactor is not None else record
+            if suppression.matches(record.group, spans):
+                books.erase()
+                continue
             if redactor is not None:
-                record = _redact_record(redactor, Placeholders(), record, books.pii, index)
+                for pii_type, text in spans:
+                    books.pii[pii_type] += 1
+                    index.add(pii_type, text, record.group)
             if spec.filters.enabled and (reason := apply_filters(record, filter_cfg)):
                 books.remove("filter", record, reason)
                 continue
@@ -189,7 +236,10 @@ def curate(
         records_per_s=round(n_in / max(seconds, 1e-9), 1),
         length_unit=unit,
     )
-    result.files = write_report(out, result, spec, dedup, split_lengths, recipe)
+    result.files = write_report(
+        out, result, spec, dedup, split_lengths, recipe, erasures=erasures,
+        suppression={"entries": len(suppression), "rows_removed": books.removed.get("erased", 0)},
+    )
     return result
 
 
@@ -246,10 +296,12 @@ def count_tokens(texts: list[str], tokenizer) -> list[int]:
     return [len(ids) for ids in tokenizer(texts, add_special_tokens=False)["input_ids"]]
 
 
-def _redact_record(redactor, placeholders, record: Record, counts: Counter, index) -> Record:
+def _redact_record(redactor, placeholders, record: Record) -> tuple[Record, list[tuple[str, str]]]:
     """Redact source, job description and target with one placeholder scope, so the same
-    email in source and target becomes the same <EMAIL_1>; count and index what was found."""
+    email in source and target becomes the same <EMAIL_1>; returns the record and the
+    (type, value) of every span found, for the suppression list and the index."""
     update = {}
+    found: list[tuple[str, str]] = []
     for name in ("source_text", "job_description", "target"):
         text = getattr(record, name)
         if not text:
@@ -257,24 +309,39 @@ def _redact_record(redactor, placeholders, record: Record, counts: Counter, inde
         redacted, spans = redactor.redact(text, placeholders)
         if spans:
             update[name] = redacted
-            for span in spans:
-                counts[span.type] += 1
-                index.add(span.type, span.text, record.group)
+            found += [(span.type, span.text) for span in spans]
     if not update:
-        return record
-    return record.model_copy(update={**update, "meta": {**record.meta, "pii_redacted": True}})
+        return record, found
+    return record.model_copy(update={**update, "meta": {**record.meta, "pii_redacted": True}}), found
 
 
-def _redact_any(redactor, value: Any) -> Any:
-    if redactor is None:
-        return value
-    if isinstance(value, str):
-        return redactor.redact(value)[0]
-    if isinstance(value, dict):
-        return {k: _redact_any(redactor, v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_redact_any(redactor, v) for v in value]
-    return value
+# The text fields first, in this order, so that a name a header reveals is known (and found
+# again) in the rest of the row.
+_FIRST = {"source_text": 0, "job_description": 1, "target": 2}
+
+
+def _redact_row(redactor, value: Any) -> tuple[Any, list[tuple[str, str]]]:
+    """Any row (a dict, a list, a scalar) redacted with one placeholder scope, and the
+    (type, value) of every span found."""
+    from cvml.safety.pii import Placeholders
+
+    scope = Placeholders()
+    found: list[tuple[str, str]] = []
+
+    def walk(item: Any) -> Any:
+        if isinstance(item, str):
+            redacted, spans = redactor.redact(item, scope)
+            found.extend((span.type, span.text) for span in spans)
+            return redacted
+        if isinstance(item, dict):
+            done = {k: walk(item[k]) for k in sorted(item, key=lambda k: _FIRST.get(k, len(_FIRST)))}
+            return {k: done[k] for k in item}
+        if isinstance(item, (list, tuple)):
+            return [walk(v) for v in item]
+        return item
+
+    return walk(value), found
+
 
 
 def _decontaminator(spec: CurateSpec, cls):
@@ -299,11 +366,27 @@ def _read_names(path: str | None) -> list[str]:
     return [line.strip() for line in file.read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
-def _prepare_output(out: Path) -> None:
-    """Create the folder; replace a previous dataset's files but refuse to clobber other data."""
+def _prepare_output(out: Path) -> list[dict]:
+    """Create the folder (owner-only); replace a previous dataset's files but refuse to
+    clobber other data. Returns the replaced dataset's erasure events, to be kept; finishes
+    an erasure a crash interrupted there first and deletes the old index's key."""
+    from cvml.curate.output import private_dir
+    from cvml.curate.pii_index import PiiIndex
+
     if out.exists() and any(out.iterdir()) and not (out / "manifest.json").is_file():
         raise DataError(
             f"{out} exists and is not a cvml dataset",
             hint="Choose another curate.output (or --out); cvml only replaces folders it wrote.",
         )
-    out.mkdir(parents=True, exist_ok=True)
+    erasures: list[dict] = []
+    if (out / "manifest.json").is_file():
+        from cvml.curate.forget import recover
+
+        recover(out)
+        try:
+            erasures = list(json.loads((out / "manifest.json").read_text(encoding="utf-8")).get("erasures") or [])
+        except (json.JSONDecodeError, UnicodeDecodeError, AttributeError):
+            erasures = []
+        PiiIndex.discard_key(out)  # a new run, a new key: the old index is unreadable from here on
+    private_dir(out)
+    return erasures

@@ -87,7 +87,9 @@ def quantize(
         spec: a `cvml.recipe.QuantizeSpec`.
         recipe: the `Recipe` it came from, if any (its name, seed and data section are used).
         output: the folder to write (default: spec.output formatted with name/method/bits).
-        overwrite: replace an existing non-empty output folder.
+        overwrite: replace an existing non-empty output folder; one that holds a registered
+            version is kept as it is and the model goes to a new folder beside it
+            (`<output>-<UTC time>`, see `result.output_dir`).
         seed: seeds the calibration draw.
         on_progress: reports each stage (loading, perplexity, answers, quantizing, saving, reloading).
         registry: a `Registry` (default: the one under CVML_HOME).
@@ -133,7 +135,7 @@ def quantize(
     name = recipe.name if recipe is not None else ref.name
     variant = spec.method if spec.method == "int8" else f"{spec.method}{spec.bits}"
     out_dir = Path(output or spec.output.format(name=name, method=spec.method, bits=spec.bits, variant=variant))
-    _prepare(out_dir, overwrite, ref.path)
+    out_dir = _prepare(out_dir, overwrite, ref.path, registry)
     made_by = source_manifest(ref.path, ref.manifest)
     data = load_data(spec, recipe, made_by, seed)
 
@@ -241,17 +243,26 @@ def _measure(loaded, examples, asked, spec, bar: Stages, label: str) -> dict[str
     }
 
 
-def _prepare(out_dir: Path, overwrite: bool, source: Path) -> None:
+def _prepare(out_dir: Path, overwrite: bool, source: Path, registry) -> Path:
+    """The empty folder to write: `out_dir`, emptied with `overwrite`, or a new folder beside
+    it when `out_dir` holds a registered version (a version's files are never rewritten)."""
+    from cvml.registry.integrity import new_folder_beside
+
     if source.resolve().is_relative_to(out_dir.resolve()):
         raise ConfigError(f"output folder {out_dir} holds the source model {source}", hint="Pass --out another folder.")
     if out_dir.exists() and any(out_dir.iterdir()):
         if not overwrite:
             raise ConfigError(
                 f"output folder {out_dir} exists and is not empty",
-                hint="Pass --overwrite to replace it, or --out another folder.",
+                hint="Pass --overwrite to replace it (a registered model in it is kept; the new one goes to a new "
+                "folder beside it), or --out another folder.",
             )
-        shutil.rmtree(out_dir)
+        if registry.registered_under(out_dir):
+            out_dir = new_folder_beside(out_dir)
+        else:
+            shutil.rmtree(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    return out_dir
 
 
 def _params(spec) -> dict[str, Any]:

@@ -74,6 +74,26 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
             decision TEXT
         )""",
     ),
+    # 3: the content hash of each version's model, recorded at registration and checked at
+    # load (`cvml.registry.integrity`). Rows registered before it keep NULL: unverified.
+    ("ALTER TABLE model_versions ADD COLUMN sha256 TEXT",),
+    # 4: versions trained on data a person was later erased from (`cvml forget`,
+    # `cvml.registry.erasure`): one row per version and erasure, kept with the audit event.
+    (
+        """CREATE TABLE erasure_marks (
+            name TEXT NOT NULL,
+            version INTEGER NOT NULL,
+            erasure_id TEXT NOT NULL,
+            at TEXT NOT NULL,
+            actor TEXT NOT NULL,
+            dataset_path TEXT,
+            dataset_sha256 TEXT,
+            via TEXT,
+            reason TEXT,
+            PRIMARY KEY (name, version, erasure_id),
+            FOREIGN KEY (name, version) REFERENCES model_versions (name, version)
+        )""",
+    ),
 )
 
 REGISTRY = Schema(name="registry", version_table="schema_version", migrations=_MIGRATIONS, error=RegistryError)

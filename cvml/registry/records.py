@@ -41,6 +41,9 @@ class ModelVersion:
     datasets: tuple[DatasetRef, ...] = ()
     metadata: dict[str, Any] = field(default_factory=dict)
     aliases: tuple[str, ...] = ()  # aliases that currently point at this version
+    # The content hash recorded at registration (`cvml.registry.integrity.model_sha256`);
+    # None for versions registered before cvml kept one (unverified) and unregistered folders.
+    sha256: str | None = None
 
     @property
     def registered(self) -> bool:
@@ -58,6 +61,7 @@ class ModelVersion:
             "version": self.version,
             "kind": self.kind,
             "path": self.path,
+            "sha256": self.sha256,
             "created_at": self.created_at,
             "actor": self.actor,
             "parent": self.parent,

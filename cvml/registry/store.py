@@ -21,12 +21,13 @@ from cvml.errors import RegistryError
 from cvml.manifest import sha256_tree
 from cvml.paths import cvml_home
 from cvml.registry.db import REGISTRY
+from cvml.registry.integrity import model_sha256
 from cvml.storage import Database, storage_url, utc_now
 from cvml.storage.database import Tx
 from cvml.registry.records import KINDS, DatasetRef, Event, Lineage, LineageNode, ModelVersion
 from cvml.registry.refs import Ref, check_alias, check_name, did_you_mean, parse_ref
 
-_COLUMNS = "name, version, kind, path, created_at, actor, parent_name, parent_version, metadata"
+_COLUMNS = "name, version, kind, path, created_at, actor, parent_name, parent_version, metadata, sha256"
 # The same columns qualified, for the joins in the recursive lineage queries.
 _M_COLUMNS = ", ".join(f"m.{column}" for column in _COLUMNS.split(", "))
 _EVENT_COLUMNS = "id, at, actor, action, name, alias, from_version, to_version, reason"
@@ -69,7 +70,12 @@ class Registry:
         actor: str | None = None,
         reason: str | None = None,
     ) -> ModelVersion:
-        """Record the model at `path` as the next version of `name`.
+        """Record the model at `path` as the next version of `name`, with its content hash.
+
+        A version is its content: `model_sha256(path)` is stored and checked whenever the
+        version is loaded (`cvml.modelio`). A path may be registered again only with the
+        same content; once its files changed, the versions registered there would silently
+        become another model, so the new model must go to a new folder.
 
         Args:
             path: the model's file or folder; stored as an absolute path.
@@ -88,7 +94,8 @@ class Registry:
 
         Raises:
             RegistryError: bad name or kind, missing path, unknown or unregistered parent,
-                unusable dataset entry, or metadata that is not JSON.
+                unusable dataset entry, metadata that is not JSON, or a path already
+                registered whose content has changed since.
         """
         check_name(name)
         if kind not in KINDS:
@@ -99,7 +106,8 @@ class Registry:
                 f"cannot register {path}: no such file or folder",
                 hint="give the folder a model was saved to (e.g. runs/<run>/final)",
             )
-        # Hash datasets before taking the write lock: hashing can take a while.
+        # Hash the model and datasets before taking the write lock: hashing can take a while.
+        digest = model_sha256(model_path)
         dataset_refs = [_dataset_ref(item) for item in datasets or ()]
         meta_json = _to_json(metadata or {})
         who = current_actor(actor)
@@ -110,11 +118,12 @@ class Registry:
                     f"parent {parent} is not a registered model version",
                     hint=f"register it first: cvml models register {parent_version.path} --name NAME --kind base",
                 )
+            _refuse_changed_path(conn, model_path, digest)
             number = conn.execute(
                 "SELECT COALESCE(MAX(version), 0) + 1 FROM model_versions WHERE name = ?", (name,)
             ).fetchone()[0]
             conn.execute(
-                f"INSERT INTO model_versions ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                f"INSERT INTO model_versions ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     name,
                     number,
@@ -125,6 +134,7 @@ class Registry:
                     parent_version.name if parent_version else None,
                     parent_version.version if parent_version else None,
                     meta_json,
+                    digest,
                 ),
             )
             conn.executemany(
@@ -249,6 +259,27 @@ class Registry:
         """
         with self._db.read() as conn:
             return _stack(conn, name, alias)
+
+    def registered_under(self, folder: str | Path) -> list[ModelVersion]:
+        """The versions registered at `folder` or at a path inside it, by name and version.
+
+        Writers ask before replacing a folder (`cvml finetune --overwrite`, `cvml quantize
+        --overwrite`): a registered version's files are never rewritten. A SQLite registry
+        that does not exist yet holds nothing and is not created.
+        """
+        if self.url.backend == "sqlite" and not Path(self.url.sqlite_path).exists():
+            return []
+        root = Path(folder).expanduser().resolve()
+        prefix = str(root).rstrip(os.sep) + os.sep
+        pattern = prefix.replace("!", "!!").replace("%", "!%").replace("_", "!_") + "%"
+        with self._db.read() as conn:
+            rows = conn.execute(
+                f"SELECT {_COLUMNS} FROM model_versions WHERE path = ? OR path LIKE ? ESCAPE '!' ORDER BY name, version",
+                (str(root), pattern),
+            ).fetchall()
+            # SQLite's LIKE ignores ASCII case: keep only the paths really inside.
+            inside = [row for row in rows if row["path"] == str(root) or row["path"].startswith(prefix)]
+            return _hydrate(conn, inside)
 
     def events(self, name: str | None = None) -> list[Event]:
         """The audit log (registrations, promotions, rollbacks), oldest first.
@@ -411,6 +442,23 @@ def _resolve_path(conn: Tx, path: Path) -> ModelVersion:
     return ModelVersion(name=path.name, version=None, kind=None, path=str(path))
 
 
+def _refuse_changed_path(conn: Tx, path: Path, digest: str) -> None:
+    """Two versions never share a folder whose content changed: the earlier one would
+    silently become the new model. Versions registered before hashes (NULL) cannot be
+    compared and do not block."""
+    rows = conn.execute(
+        "SELECT name, version, sha256 FROM model_versions WHERE path = ? ORDER BY name, version", (str(path),)
+    ).fetchall()
+    changed = [f"{row['name']}@{row['version']}" for row in rows if row["sha256"] and row["sha256"] != digest]
+    if changed:
+        raise RegistryError(
+            f"{path} is registered as {', '.join(changed)} and its content has changed since: "
+            "registering it again would make those versions this new model",
+            hint="save the new model to a new folder and register that (cvml finetune/quantize --overwrite "
+            f"do so themselves); to keep {changed[-1]} loadable, put its files back",
+        )
+
+
 def _hydrate(conn: Tx, rows: list) -> list[ModelVersion]:
     """Build ModelVersions from model_versions rows, with their datasets and current aliases."""
     names = sorted({row["name"] for row in rows})
@@ -435,6 +483,7 @@ def _hydrate(conn: Tx, rows: list) -> list[ModelVersion]:
             datasets=tuple(datasets[row["name"], row["version"]]),
             metadata=json.loads(row["metadata"]),
             aliases=tuple(aliases[row["name"], row["version"]]),
+            sha256=row["sha256"],
         )
         for row in rows
     ]

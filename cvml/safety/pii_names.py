@@ -1,11 +1,17 @@
-"""Person names, found by where they stand rather than by what they are.
+"""Person names, found by where they stand and by what they are.
 
-No list covers the world's names, but a CV puts a name in few places: its header (the
-first line, "Jane Doe — Data Analyst", or the line after a "Curriculum Vitae" title), a
-"Name:" field, after a title ("Dr. Jane Doe") or before post-nominals ("Jane Doe, PhD"),
-on the line above a postal address, under a closing ("Kind regards,"). There a run of
-capitalised words is a name unless a word of it is CV vocabulary (a section, a job title,
-an employer's suffix), which `_NOT_NAME` lists. Every name found that way, and every name
+A CV puts a name in few places: its header (the first line, "Jane Doe — Data Analyst", or
+the line after a "Curriculum Vitae" title), a "Name:" field, after a title ("Dr. Jane Doe")
+or before post-nominals ("Jane Doe, PhD"), on the line above a postal address, under a
+closing ("Kind regards,"). There a run of capitalised words is a name unless a word of it
+is CV vocabulary (a section, a job title, an employer's suffix), which `_NOT_NAME` lists.
+
+Elsewhere a place alone is too weak a cue, so a list of first names and surnames
+(`Lexicon`: the US census and Faker's person-name lists, data/person_names/NOTICE) must
+back it: a first name and a surname on a line of their own next to contact details, or
+after "I worked with", "reporting to", "I am" ("my name is" needs no list); one known
+name alone as the first word of a text ("Halvorson  161 Main St") or after "Signature:",
+unless it is also an English word ("Grace", "Swift"). Every name found, and every name
 the caller supplies, is then also found wherever else it occurs: footers repeat it.
 
 Each cue is looked for by a regex that starts with a literal or one character class, or
@@ -15,8 +21,10 @@ that curation or the request log sees.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterable
+from pathlib import Path
 
 from cvml.safety.pii_patterns import find_addresses
 
@@ -64,6 +72,52 @@ _NAME_BEFORE_POST_NOMINAL = re.compile(rf"(?<![\w.])(?:{_RUN}),?[ \u00a0]$")
 # A segment that is only a name, just above (or just before) a postal address.
 _NAME_ABOVE = re.compile(rf"(?:^|(?<=[\n\t|•·▪●])|(?<=  ))(?:{_RUN})(?:{_BREAK}[ \t\u00a0\n]*|[ \u00a0])$")
 _LOOK_BACK = 80
+# Phrases after which a name often stands in running text. Each capitalised word after a
+# space is checked for one of their last words (`str.endswith`, fast), and only then are
+# the words before it looked up. After a strong cue ("my name is") any run of two
+# capitalised words is a name; after the others the list must back it.
+_CAPITAL_AFTER_SPACE = re.compile(rf" (?=[{_UPPER}])")
+_STRONG_CUES = ("my name is", "name is", "myself")
+_WEAK_CUES = (
+    "i am", "i'm", "i’m", "this is", "contact", "dear",
+    *(f"{verb} {adverb}{prep}" for verb in (
+        "work", "works", "worked", "working", "collaborate", "collaborated", "collaborating", "partnered",
+        "partnering", "teamed up", "authored", "co-authored", "coauthored", "liaised", "liaising")
+      for adverb in ("", "closely ") for prep in ("with", "alongside")),
+    *(f"{verb} {adverb}to" for verb in ("report", "reports", "reported", "reporting") for adverb in ("", "directly ")),
+    *(f"{verb} by" for verb in ("managed", "supervised", "mentored", "guided", "led", "coached", "trained",
+                                "referred", "recommended", "prepared", "hired", "interviewed", "nominated",
+                                "endorsed", "signed")),
+    *(f"under {the}{what} of" for the in ("", "the ") for what in ("guidance", "supervision", "mentorship",
+                                                                  "leadership")),
+)
+_CUE_ENDS = tuple({cue.rsplit(" ", 1)[-1] + " " for cue in (*_STRONG_CUES, *_WEAK_CUES)})
+_STRONG_TAILS, _WEAK_TAILS = (tuple(f" {cue} " for cue in cues) for cues in (_STRONG_CUES, _WEAK_CUES))
+_CUE_CHARS = max(map(len, _WEAK_TAILS + _STRONG_TAILS))
+# Where a segment (a line, a piece between bullets, pipes or wide gaps) starts with a capital.
+_SEGMENT_START = re.compile(rf"(?:[\n|•·▪●◆➢\t]|  )[ \t\u00a0]*(?=[{_UPPER}])")
+_BREAK_AT = re.compile(_BREAK)
+# Contact details next to a lone name: an email, an international or area-coded phone, a
+# labelled phone, a "Name:" label (forms).
+_CONTACT = re.compile(r"@[\w-]+\.|\+\d|\(\d{2,4}\)[ \u00a0]?\d|(?i:\bname)[ \t\u00a0]*:"
+                      r"|(?i:\b(?:phone|mobile|cell|tel|fax|e-?mail)\b)[ \t\u00a0]*[:#.]?[ \t\u00a0]*[+(\d]")
+_NEAR = 80
+# Words after which a text's first word is a place or an employer ("Kansas City, MO",
+# "Westfield Manufacturing"), not a name.
+_PLACE_OR_ORG = frozenset("""
+city county state district town street road avenue beach springs park valley heights island bay falls hills lake
+village university college school institute academy company co ltd limited inc llc llp plc gmbh corp corporation
+pvt private group bank labs lab health healthcare foods studios studio telecom energy hospital insurance
+manufacturing travel housing freight solutions consultancy partners holdings industries enterprises agency
+foundation trust council department ministry government office center centre clinic systems technologies
+software services logistics retail motors analytics media capital consulting associates international global
+""".split())
+# Never a name on its own, though the census knows them as surnames.
+_NOT_ALONE = frozenset("""
+java perl python ruby scala swift rust kotlin golang php sql mysql postgres oracle sap salesforce siebel jenkins
+docker kubernetes ansible terraform linux unix android ios azure aws hadoop spark kafka hive tableau cisco juniper
+dell apple google amazon intel adobe autocad matlab excel word sales english hindi spanish french german
+""".split())
 
 _NOT_NAME = frozenset("""
 resume résumé cv curriculum vitae vita biodata template sample example page contact details information info
@@ -76,6 +130,7 @@ telephone website linkedin github portfolio overview highlights strengths respon
 position current present previous nationality gender marital status date birth place signature name dossier
 particulars additional other relevant selected recent academic internships seeking looking willing available
 request upon updated last first full goals goal about passport visa number no id age sex religion
+magna summa cum laude
 engineer engineers engineering developer developers development manager managers management analyst analysts
 analysis analytics analytical consultant consultants consulting designer design director directors officer
 assistant associate executive specialist coordinator administrator administration architect architecture lead
@@ -111,25 +166,83 @@ a an my our your we you he she they this that mr mrs ms miss dr prof
 """.split())
 
 
+class Lexicon:
+    """First names and surnames, casefolded, and which of them are also English words
+    ("grace", "swift"). What it says of a word is kept: the same words recur."""
+
+    _FIRST, _SURNAME, _PLAIN = 1, 2, 4
+    _KEEP = 1 << 16
+
+    def __init__(self, first: Iterable[str], surnames: Iterable[str], words: Iterable[str]):
+        self.first, self.surnames, self.words = frozenset(first), frozenset(surnames), frozenset(words)
+        self._kinds: dict[str, int] = {}
+
+    def is_first(self, word: str) -> bool:
+        return bool(self._kind(word) & self._FIRST)
+
+    def is_surname(self, word: str) -> bool:
+        """A known surname; a double-barrelled one ("Smith-Jones") of known names."""
+        return bool(self._kind(word) & self._SURNAME)
+
+    def is_plain(self, word: str) -> bool:
+        """A known name that is no English word, CV vocabulary or tool ("Halvorson", not "Swift")."""
+        return bool(self._kind(word) & self._PLAIN)
+
+    def backs(self, words: list[str]) -> bool:
+        """Whether two or more words read as a name: a first name, then a known surname, and
+        no CV vocabulary ("Anna Kowalczyk", "Mary Brown", not "Nova Scotia" or "Ryan Motors")."""
+        return (len(words) > 1 and self.is_first(words[0]) and self.is_surname(words[-1])
+                and not any(_is_vocabulary(w) for w in words))
+
+    def _kind(self, word: str) -> int:
+        kind = self._kinds.get(word)
+        if kind is None:
+            if len(self._kinds) >= self._KEEP:
+                self._kinds.clear()
+            kind = self._kinds[word] = self._classify(word)
+        return kind
+
+    def _classify(self, word: str) -> int:
+        parts = word.rstrip(".,").replace("’", "'").casefold().split("-")
+        kind = self._FIRST * all(p in self.first for p in parts)
+        kind |= self._SURNAME * all(p in self.surnames or (len(parts) > 1 and p in self.first) for p in parts)
+        if kind and not _is_vocabulary(word) and not any(p in self.words or p in _NOT_ALONE for p in parts):
+            kind |= self._PLAIN
+        return kind
+
+
+@functools.cache
+def lexicon() -> Lexicon:
+    """The names shipped in cvml/safety/data/person_names (see its NOTICE), read once."""
+    folder = Path(__file__).resolve().parent / "data" / "person_names"
+    first, surnames, words = ((folder / f"{name}.txt").read_text(encoding="utf-8").split()
+                              for name in ("first_names", "surnames", "common_words"))
+    return Lexicon(first, surnames, words)
+
+
 class NameFinder:
     """Finds names in a text; built once per redactor (it indexes the supplied names)."""
 
     def __init__(self, names: Iterable[str] = ()):
         self._supplied = _NameList(names)
+        self._lexicon = lexicon()
 
     def find(self, text: str) -> list[Span]:
         """Spans of the names in `text`; they may overlap (the redactor resolves that)."""
         low = text.lower()
-        spans = [span for span in (_header_name(text),) if span]
+        lex = self._lexicon
+        spans = [span for span in (_header_name(text, lex),) if span]
         if ":" in text:
-            spans += _after_labels(text)
+            spans += _after_labels(text, lex)
         spans += _after_honorifics(text)
         if "\n" in text and any(word in low for word in _CLOSING_WORDS):
             spans += _after(_CLOSING, text, 2)
         if any(word in low for word in _DOC_TITLE_WORDS):
             spans += _after(_TITLE_CUE, text, 2, whole_segment=True) + _after(_RESUME_OF, text, 2)
-        spans += _before_post_nominals(text) + _above_addresses(text) + self._supplied.find(text)
-        return spans + find_again(text, {text[s:e] for s, e in spans})
+        spans += _after_phrases(text, low, lex)
+        spans += _before_post_nominals(text) + _above_addresses(text) + _lone_names(text, lex)
+        spans += self._supplied.find(text)
+        return spans + find_again(text, {text[s:e] for s, e in spans}, seen=1) if spans else spans
 
 
 class _NameList:
@@ -170,20 +283,35 @@ def _phrase_end(text: str, words: list[re.Match], name: tuple[str, ...]) -> int 
     return words[-1].end()
 
 
-def _header_name(text: str) -> Span | None:
+def _header_name(text: str, lex: Lexicon) -> Span | None:
     """The name at the top of a CV: its first segment, or the first after a document title,
-    a date or stray symbols."""
+    a date or stray symbols. What follows it must be a separator, unless the list knows the
+    name ("Ivan Keeling 87 Some Street"); one word is a name if it is a plain known one."""
     for n, segment in enumerate(_SEGMENT.finditer(text, 0, _HEAD_CHARS)):
         if n == _HEAD_SEGMENTS:
             return None
         start, end = _LEADING_JUNK.match(text, segment.start(), segment.end()).end(), segment.end()
         if text.startswith("<NAME_", start):  # already redacted
             return None
-        if _is_preamble(text, start, end):
-            continue
         span = _name_at(text, start, end, min_words=2)
-        return span if span and _AFTER_HEADER.match(text, span[1], end) else None
+        preamble = _is_preamble(text, start, end)
+        if span and (lex.backs(text[span[0]:span[1]].split())
+                     or not preamble and _AFTER_HEADER.match(text, span[1], end)):
+            return span
+        if preamble:
+            continue
+        return _header_word(text, start, end, lex) if n == 0 else None
     return None
+
+
+def _header_word(text: str, start: int, end: int, lex: Lexicon) -> Span | None:
+    """A plain known name as the first word of a text ("Halvorson  161 Main St"), unless a
+    place word follows it ("Kansas City")."""
+    run = _RUN_AT.match(text, start, end)
+    words = run.group().split() if run else []
+    if not words or not lex.is_plain(words[0]) or (len(words) > 1 and words[1].lower() in _PLACE_OR_ORG):
+        return None
+    return start, start + len(words[0])
 
 
 def _is_preamble(text: str, start: int, end: int) -> bool:
@@ -194,13 +322,85 @@ def _is_preamble(text: str, start: int, end: int) -> bool:
     return not _LETTER.search(text, start, end) or bool(_DOC_TITLE.search(text, start, end))
 
 
-def _after_labels(text: str) -> list[Span]:
-    """Names after "Name:", "Reference:" and the like (two words at least: "Reference: Will
-    be furnished" is no name)."""
+def _after_labels(text: str, lex: Lexicon) -> list[Span]:
+    """Names after "Name:", "Reference:" and the like (two words at least, "Reference: Will
+    be furnished" is no name, or one plain known name: "Signature: Halvorson")."""
     spans = []
     for colon in _AFTER_COLON.finditer(text):
         if _FIELD_LABEL.search(text, max(0, colon.start() - 24), colon.start()):
-            spans += _after_cue(text, colon.end(), 2)
+            spans += _after_cue(text, colon.end(), 2) or _plain_word_at(text, colon.end(), lex)
+    return spans
+
+
+def _plain_word_at(text: str, start: int, lex: Lexicon, known: bool = False) -> list[Span]:
+    """One word at `start`, not followed by another capitalised word or a colon, that is a
+    plain known name (with `known`, any known name that is no CV vocabulary: "Grace")."""
+    run = _RUN_AT.match(text, start)
+    if not run or " " in run.group() or "\u00a0" in run.group() or text[run.end():run.end() + 1] == ":":
+        return []
+    word = run.group()
+    if known:
+        ok = not _is_vocabulary(word) and (lex.is_first(word) or lex.is_surname(word))
+    else:
+        ok = lex.is_plain(word)
+    return [run.span()] if ok else []
+
+
+def _after_phrases(text: str, low: str, lex: Lexicon) -> list[Span]:
+    """Names in running text after "my name is", "I worked with", "reporting to"...: after
+    a strong cue any run of two words or more, or one plain known name; after the others a
+    run the list backs. `low` is `text` lower-cased."""
+    spans = []
+    for space in _CAPITAL_AFTER_SPACE.finditer(text):
+        start = space.end()
+        if not low.endswith(_CUE_ENDS, 0, start):
+            continue
+        strong = _cue_before(low, start)
+        if strong is None:
+            continue
+        span = _name_at(text, start, len(text), min_words=2)
+        if span and not strong:
+            span = _backed(text, span, lex)
+        if span:
+            spans.append(span)
+        elif strong:
+            spans += _plain_word_at(text, start, lex, known=True)
+    return spans
+
+
+def _backed(text: str, span: Span | None, lex: Lexicon) -> Span | None:
+    """The longest start of a run of words that the list backs ("Anna Kowalczyk" of "Anna
+    Kowalczyk Acme"), if any."""
+    if not span:
+        return None
+    words = list(_WORD.finditer(text, span[0], span[1]))
+    for n in range(len(words), 1, -1):
+        if lex.backs([w.group() for w in words[:n]]):
+            return span[0], words[n - 1].end()
+    return None
+
+
+def _cue_before(low: str, start: int) -> bool | None:
+    """Whether the words just before `start` are a strong cue (True), a weak one (False) or
+    none (None)."""
+    tail = " " + low[max(0, start - _CUE_CHARS):start].replace("\n", " ")
+    return True if tail.endswith(_STRONG_TAILS) else False if tail.endswith(_WEAK_TAILS) else None
+
+
+def _lone_names(text: str, lex: Lexicon) -> list[Span]:
+    """Names on a segment of their own (a line, a piece between pipes) that the list backs,
+    with contact details near: "Jane Doe" above her email."""
+    spans = []
+    for start in (0, *(m.end() for m in _SEGMENT_START.finditer(text))):
+        run = _RUN_AT.match(text, start)
+        if not run or not _BREAK_AT.match(text, run.end()):
+            continue
+        words = run.group().split()
+        if not 2 <= len(words) <= 4 or not lex.backs(words):
+            continue
+        end = run.end()
+        if _CONTACT.search(text, max(0, start - _NEAR), min(len(text), end + _NEAR)):
+            spans.append((start, end))
     return spans
 
 
@@ -275,12 +475,27 @@ def _is_vocabulary(word: str) -> bool:
     return len(word) > 1 and word.lower() in _NOT_NAME
 
 
-def find_again(text: str, names: Iterable[str]) -> list[Span]:
-    """Every occurrence, in any case but all lower, of the names of two words or more: a
-    name found once (in a header, or in a record's other text) is a name everywhere."""
-    words = {tuple(name.lower().split()) for name in names}
-    alternatives = [r"\s+".join(map(re.escape, w)) for w in words if len(w) > 1]
+def find_again(text: str, names: Iterable[str], seen: int = 0) -> list[Span]:
+    """Every occurrence, in any case but all lower, of the names of two words or more, and
+    of one-word names that are plain known names ("Halvorson"): a name found once (in a
+    header, or in a record's other text) is a name everywhere. With `seen`, names whose last
+    word `text` holds `seen` times or fewer as written, capitalised or in capitals (the
+    names just found in it, once) are not looked for."""
+    alternatives, low = set(), None
+    for name in names:
+        words = name.split()
+        if not words or (len(words) == 1 and not lexicon().is_plain(words[0])):
+            continue
+        last = words[-1]
+        if seen:
+            if sum(text.count(form) for form in {last, last.capitalize(), last.upper()}) <= seen:
+                continue
+        else:
+            low = text.lower() if low is None else low
+            if last.lower() not in low:
+                continue
+        alternatives.add(r"\s+".join(re.escape(w.lower()) for w in words))
     if not alternatives:
         return []
-    pattern = re.compile(rf"(?<!\w)(?:{'|'.join(alternatives)})(?!\w)", re.IGNORECASE)
+    pattern = re.compile(rf"(?<!\w)(?:{'|'.join(sorted(alternatives))})(?!\w)", re.IGNORECASE)
     return [m.span() for m in pattern.finditer(text) if not m.group().islower()]

@@ -7,8 +7,11 @@ Endpoints: POST /v1/chat/completions, POST /v1/completions, GET /v1/models,
 POST /v1/cv/rewrite, POST /v1/feedback, GET /health, GET /ready, GET /metrics,
 POST /admin/reload. Every error is OpenAI's envelope; every response carries
 `x-request-id`, and generating ones `x-cvml-variant` (the A/B arm that served it).
-With an API key set, /v1/* and /admin/* need `Authorization: Bearer KEY`; the probes and
-/metrics stay open for the orchestrator.
+With an API key set, /v1/* need `Authorization: Bearer KEY`; the probes and /metrics stay
+open for the orchestrator. /admin/* take the admin key only, when one is set; without one
+they answer loopback clients only (with the API key, when set). /docs and /openapi.json
+exist only with `docs=True`. Bodies are limited by the bytes received (413), not by the
+declared Content-Length alone; answers never show filesystem paths.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hmac
+import ipaddress
 import json
 import logging
 import uuid
@@ -30,11 +34,11 @@ from starlette.datastructures import MutableHeaders
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from cvml import __version__
-from cvml.errors import CvmlError
+from cvml.errors import ConfigError, CvmlError
 from cvml.modelio import ModelRef
 from cvml.serve import openai_schema as api
 from cvml.serve.completions import router as completions_router
-from cvml.serve.errors import ApiError
+from cvml.serve.errors import ApiError, public_message
 from cvml.serve.metrics import CONTENT_TYPE
 from cvml.serve.pool import ReloadOutcome
 from cvml.serve.context import ServeContext
@@ -48,7 +52,9 @@ _DOCUMENTED_ERRORS = {
     status: {"model": api.ErrorResponse, "description": description}
     for status, description in {
         400: "Bad input (the param names the field)", 401: "Missing or wrong API key",
-        404: "Unknown model or request id", 409: "A reload failed", 413: "Prompt over the model's context",
+        403: "Admin endpoint asked from off loopback with no admin key set",
+        404: "Unknown model or request id", 409: "A reload failed (per-variant outcomes in `variants`)",
+        413: "Body over the limit, text over the checked size, or prompt over the model's context",
         429: "Queue full (see Retry-After)", 503: "Loading or draining", 504: "Past the request deadline",
     }.items()
 }
@@ -57,11 +63,23 @@ _DOCUMENTED_ERRORS = {
 # ------------------------------------------------------------------------ middleware
 
 
+class _BodyTooLarge(StarletteHTTPException):
+    """Raised from `receive` once the bytes received pass the limit (FastAPI re-raises an
+    HTTPException from body reading, so it reaches `_on_http_error` as a 413)."""
+
+    code = "body_too_large"
+
+    def __init__(self) -> None:
+        super().__init__(413, f"the request body is over {MAX_BODY_BYTES} bytes")
+
+
 class _RequestContext:
     """Pure ASGI middleware: request id, in-flight count, body limit, last-resort 500.
 
     Pure ASGI (not BaseHTTPMiddleware) so that streamed responses pass through untouched
-    and a client disconnect still reaches the endpoint's stream.
+    and a client disconnect still reaches the endpoint's stream. The body limit counts the
+    bytes actually received (a chunked body declares no length): reading stops with a 413
+    at the first message past the limit, so at most one chunk beyond it is ever held.
     """
 
     def __init__(self, app, ctx: ServeContext):
@@ -86,15 +104,27 @@ class _RequestContext:
                 MutableHeaders(scope=message).append("x-request-id", request_id)
             await send(message)
 
+        received = 0
+
+        async def receive_limited():
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > MAX_BODY_BYTES:
+                    raise _BodyTooLarge()
+            return message
+
         if tracked:
             self.ctx.inflight += 1
         try:
-            too_big = _declared_length(scope) > MAX_BODY_BYTES
-            if too_big:
-                error = ApiError(413, f"the request body is over {MAX_BODY_BYTES} bytes", code="body_too_large")
+            if _declared_length(scope) > MAX_BODY_BYTES:
+                raise _BodyTooLarge()
+            await self.app(scope, receive_limited, send_with_id)
+        except _BodyTooLarge as exc:  # raised outside FastAPI's body reading
+            if not started:
+                error = ApiError(413, exc.detail, code=exc.code)
                 await error.response(request_id)(scope, receive, send_with_id)
-            else:
-                await self.app(scope, receive, send_with_id)
         except Exception:
             _log.exception("request %s failed", request_id)
             if not started:
@@ -150,7 +180,7 @@ def _is_type_tag(part: object) -> bool:
 
 async def _on_http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
     message = exc.detail if isinstance(exc.detail, str) else json.dumps(exc.detail)
-    error = ApiError(exc.status_code, message, headers=exc.headers)
+    error = ApiError(exc.status_code, message, code=getattr(exc, "code", None), headers=exc.headers)
     return error.response(_request_id(request))
 
 
@@ -168,16 +198,49 @@ def _context(request: Request) -> ServeContext:
 
 
 async def _authorize(request: Request) -> None:
-    """Bearer-token check on /v1 and /admin when an API key is set (constant-time compare)."""
+    """Bearer-token check on /v1 when an API key is set (constant-time compare)."""
     key = _context(request).settings.api_key
-    if key is None:
+    if key is not None:
+        _require_bearer(request, key, "API key", "invalid_api_key")
+
+
+async def _authorize_admin(request: Request) -> None:
+    """/admin/*: the admin key when one is set (the API key does not open it); without one,
+    loopback clients only, with the API key when that is set."""
+    admin_key = request.app.state.admin_key
+    if admin_key is not None:
+        _require_bearer(request, admin_key, "admin key", "invalid_admin_key")
         return
+    client = request.client.host if request.client else None
+    if not is_loopback(client):
+        raise ApiError(
+            403,
+            "the admin endpoints answer loopback clients only; start the server with --admin-key "
+            "(or CVML_ADMIN_KEY) to use them from elsewhere",
+            code="admin_disabled",
+        )
+    await _authorize(request)
+
+
+def _require_bearer(request: Request, key: str, what: str, code: str) -> None:
     scheme, _, token = request.headers.get("authorization", "").partition(" ")
     if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(), key.encode()):
         raise ApiError(
-            401, "missing or wrong API key: send Authorization: Bearer <key>", code="invalid_api_key",
+            401, f"missing or wrong {what}: send Authorization: Bearer <key>", code=code,
             headers={"www-authenticate": "Bearer"},
         )
+
+
+def is_loopback(host: str | None) -> bool:
+    """True for a loopback IP address (127.0.0.0/8, ::1, ::ffff:127.x); False for anything else."""
+    if not host:
+        return False
+    try:
+        address = ipaddress.ip_address(host.split("%", 1)[0])
+    except ValueError:
+        return False
+    mapped = getattr(address, "ipv4_mapped", None)
+    return address.is_loopback or bool(mapped and mapped.is_loopback)
 
 
 async def _not_draining(request: Request) -> None:
@@ -188,6 +251,9 @@ async def _not_draining(request: Request) -> None:
 
 probes = APIRouter()
 api_router = APIRouter(dependencies=[Depends(_authorize), Depends(_not_draining)], responses=_DOCUMENTED_ERRORS)
+admin_router = APIRouter(
+    dependencies=[Depends(_authorize_admin), Depends(_not_draining)], responses=_DOCUMENTED_ERRORS
+)
 
 
 @probes.get("/health", summary="Liveness: the process answers")
@@ -197,27 +263,40 @@ async def health(request: Request) -> dict[str, Any]:
 
 @probes.get("/ready", summary="Readiness: every variant loaded and not draining (else 503)")
 async def ready(request: Request):
+    """200 once every variant is loaded, 503 while loading or draining.
+
+    `request_log` is "ok", "off" (no log), or why the log cannot write: the server then
+    still serves (200, `status` "degraded") and stores nothing of the requests; alert on
+    it, or on the `cvml_request_log_degraded` metric.
+    """
     ctx = _context(request)
     ctx.require_ready()
-    return {"status": "ready", "variants": {name: s.served_ref for name, s in ctx.pool.current.items()}}
+    body = {"status": "ready", "variants": {name: s.served_ref for name, s in ctx.pool.current.items()},
+            "request_log": "off" if ctx.request_log is None else "ok"}  # fmt: skip
+    reason = None if ctx.request_log is None else ctx.request_log.degraded
+    if reason is not None:
+        body.update(status="degraded", request_log=reason)
+    return body
 
 
 @probes.get("/metrics", summary="Prometheus metrics (vLLM's names where vLLM has one)")
 async def metrics(request: Request) -> Response:
     ctx = _context(request)
     ctx.metrics.ready.set(1 if ctx.pool.ready else 0)
+    ctx.metrics.observe_request_log(None if ctx.request_log is None else ctx.request_log.health())
     return Response(ctx.metrics.render(), media_type=CONTENT_TYPE)
 
 
 @api_router.get(
     "/v1/models",
     response_model=api.ModelList,
-    summary="Accepted `model` ids: variant names, given references, served versions, registry names",
+    summary="Accepted `model` ids: variant names, given references, served versions, registry or folder names",
 )
 async def list_models(request: Request) -> api.ModelList:
     """Each id pins one variant, or (variant null) is shared by several and routed by the A/B split.
 
-    A request without `model` is routed by the split too.
+    A request without `model` is routed by the split too. An unregistered folder shows as
+    its name; no id or ref is ever a filesystem path.
     """
     pool = _context(request).pool
     cards = []
@@ -228,7 +307,7 @@ async def list_models(request: Request) -> api.ModelList:
                 id=model_id,
                 created=int(served.loaded_at) if served else 0,
                 variant=variant,
-                ref=served.served_ref if served else None,
+                ref=served.public_ref if served else None,
                 version=served.model_ref.version if served else None,
             )
         )
@@ -250,27 +329,36 @@ async def feedback(body: api.FeedbackRequest, request: Request) -> api.FeedbackR
     return api.FeedbackResponse(request_id=body.request_id)
 
 
-@api_router.post(
+@admin_router.post(
     "/admin/reload",
     summary="Re-resolve each variant's reference; load and swap what changed (409 when one fails)",
 )
 async def reload(request: Request) -> dict[str, Any]:
-    """Per variant: "swapped" (previous → current), "unchanged", or a 409 naming what failed.
+    """Per variant: "swapped" (previous → current), "unchanged" or "failed" (with its error).
 
-    A variant that fails keeps serving what it served; the others are swapped all the same.
+    Every variant is tried, whatever fails: a variant that fails keeps serving what it
+    served and the others are swapped all the same. With any failure the answer is a 409
+    whose `variants` lists every outcome.
     """
     ctx = _context(request)
     ctx.require_ready()
     outcomes = await ctx.pool.reload()
     note_reloads(ctx, outcomes)
+    variants = [
+        {key: public_message(value) if isinstance(value, str) else value for key, value in o.to_dict().items()}
+        for o in outcomes
+    ]
     failed = [o for o in outcomes if o.outcome == "failed"]
     if failed:
         summary = "; ".join(
             f"{o.variant}: {o.error}" if o.outcome == "failed" else f"{o.variant}: {o.outcome} ({o.current})"
             for o in outcomes
         )
-        raise ApiError(409, f"reload failed for {len(failed)} variant(s); {summary}", code="reload_failed")
-    return {"variants": [o.to_dict() for o in outcomes]}
+        raise ApiError(
+            409, f"reload failed for {len(failed)} variant(s); {summary}", code="reload_failed",
+            extra={"variants": variants},
+        )
+    return {"variants": variants}
 
 
 def _log_crash(task: asyncio.Task) -> None:
@@ -300,6 +388,8 @@ def create_app(
     watch_registry_s: float | None = None,
     on_ready: Callable[[], None] | None = None,
     on_load_failed: Callable[[BaseException], None] | None = None,
+    admin_key: str | None = None,
+    docs: bool = False,
 ) -> FastAPI:
     """The ASGI app. Its lifespan loads the models in the background (so /health answers and
     /ready says 503 meanwhile), optionally watches the registry, and stops the engines on exit.
@@ -310,7 +400,15 @@ def create_app(
         watch_registry_s: poll each variant's reference this often and reload what changed.
         on_ready: called once every variant is loaded.
         on_load_failed: called when the initial load fails (the server then exits with it).
+        admin_key: the only key /admin/* accept; None: /admin/* answer loopback clients only.
+        docs: serve /docs and /openapi.json (off by default: they map the whole API).
+
+    Raises:
+        ConfigError: an empty API or admin key (empty is a mistake, never "no auth").
     """
+    for name, key in (("API key", ctx.settings.api_key), ("admin key", admin_key)):
+        if key is not None and not key.strip():
+            raise ConfigError(f"the {name} is empty", hint="give a non-empty key, or none at all")
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -348,10 +446,15 @@ def create_app(
         version=__version__,
         summary="OpenAI-compatible inference with A/B routing for CV-rewriting models.",
         lifespan=lifespan,
+        openapi_url="/openapi.json" if docs else None,
+        docs_url="/docs" if docs else None,
+        redoc_url=None,
     )
     app.state.cvml = ctx
+    app.state.admin_key = admin_key
     app.include_router(probes)
     app.include_router(api_router)
+    app.include_router(admin_router)
     app.include_router(
         completions_router, dependencies=[Depends(_authorize), Depends(_not_draining)], responses=_DOCUMENTED_ERRORS
     )

@@ -3,7 +3,9 @@
 All three run the same path: pick the variant's model (A/B), build the prompt with the
 model's own chat template, take a lease on the model, submit to its engine, stream or
 collect the tokens, then record the request (log + metrics) exactly once, whatever way
-it ends: finished, refused, past its deadline, or abandoned by the client.
+it ends: finished, refused, past its deadline, or abandoned by the client. A client that
+leaves aborts its generation, streamed or not: a non-streamed request watches for the
+ASGI `http.disconnect` while it waits on the engine.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from starlette.background import BackgroundTask
 from cvml.prompts import render_chat
 from cvml.serve import openai_schema as api
 from cvml.serve.context import ServeContext
-from cvml.serve.errors import ApiError, error_type, from_engine_error
+from cvml.serve.errors import ApiError, error_type, from_engine_error, public_message
 from cvml.serve.pool import ServedModel
 from cvml.serve.requestlog import LogEntry, engine_figures
 from cvml.serve.types import EngineError, GenerationRequest, SamplingParams, TokenEvent
@@ -71,12 +73,13 @@ class Generation:
         self.task = task
         self.handle: Any = None
         self.finish_reason: str | None = None
+        self.deadline: float | None = None  # time.monotonic() past which the request is 504
         self._closed = False
         self._leased = False
 
     @property
     def headers(self) -> dict[str, str]:
-        return {"x-cvml-variant": self.served.variant, "x-cvml-model": self.served.served_ref}
+        return {"x-cvml-variant": self.served.variant, "x-cvml-model": self.served.public_ref}
 
     def open(self) -> None:
         """Lease the model and submit the request to its engine.
@@ -84,7 +87,7 @@ class Generation:
         Raises:
             ApiError: the engine refuses (413, 429, 503); the refusal is recorded.
         """
-        deadline = time.monotonic() + self.ctx.settings.request_timeout_s
+        self.deadline = deadline = time.monotonic() + self.ctx.settings.request_timeout_s
         self.ctx.pool.acquire(self.served)
         self._leased = True
         try:
@@ -177,17 +180,48 @@ class Generation:
             )
         )
 
-    async def run_to_text(self) -> str:
-        """open + collect, recording a failure on the way out (the caller closes on success)."""
+    async def run_to_text(self, request: Request) -> str:
+        """open + collect, recording a failure on the way out (the caller closes on success).
+
+        While it waits on the engine it watches the connection: a client that leaves
+        aborts the generation at once (the engine drops it at its next step).
+
+        Raises:
+            ApiError: as `collect`, or 499 when the client disconnected (nobody reads it).
+        """
         self.open()
+        text: str | None = None
+        failure: Exception | None = None
+        gone = False
         try:
-            return await self.collect()
-        except ApiError as exc:
-            self.close(exc.status, error=exc.message)
-            raise
-        except BaseException as exc:
+            async with anyio.create_task_group() as group:
+
+                async def watch() -> None:
+                    nonlocal gone
+                    await _disconnected(request)
+                    gone = True
+                    group.cancel_scope.cancel()
+
+                group.start_soon(watch)
+                try:  # nothing may escape the group but cancellation (it would come out as a group)
+                    text = await self.collect()
+                except Exception as exc:
+                    failure = exc
+                finally:
+                    group.cancel_scope.cancel()
+        except BaseException as exc:  # cancelled from outside (shutdown)
             self.close(CLIENT_GONE if _is_cancellation(exc) else 500, error=repr(exc))
             raise
+        if isinstance(failure, ApiError):
+            self.close(failure.status, error=failure.message)
+            raise failure
+        if failure is not None:
+            self.close(500, error=repr(failure))
+            raise failure
+        if gone or text is None:
+            self.close(CLIENT_GONE, error="client disconnected")
+            raise ApiError(CLIENT_GONE, "the client disconnected", code="client_disconnected", headers=self.headers)
+        return text
 
 
 # ------------------------------------------------------------------------------ prompts
@@ -259,12 +293,12 @@ async def chat_completions(body: api.ChatCompletionRequest, request: Request):
     if body.stream:
         gen.open()
         return _sse(gen, _chat_chunks(gen, body.include_usage))
-    text = await gen.run_to_text()
+    text = await gen.run_to_text(request)
     gen.close(200, output=text)
     completion = api.ChatCompletion(
         id=f"chatcmpl-{gen.request_id}",
         created=int(time.time()),
-        model=served.served_ref,
+        model=served.public_ref,
         choices=[
             api.ChatChoice(message=api.AssistantMessage(content=text), finish_reason=_openai_finish(gen.finish_reason))
         ],
@@ -288,12 +322,12 @@ async def completions(body: api.CompletionRequest, request: Request):
     if body.stream:
         gen.open()
         return _sse(gen, _completion_chunks(gen, body.include_usage))
-    text = await gen.run_to_text()
+    text = await gen.run_to_text(request)
     gen.close(200, output=text)
     completion = api.Completion(
         id=f"cmpl-{gen.request_id}",
         created=int(time.time()),
-        model=served.served_ref,
+        model=served.public_ref,
         choices=[api.CompletionChoice(text=text, finish_reason=_openai_finish(gen.finish_reason))],
         usage=gen.usage(),
     )
@@ -307,6 +341,13 @@ async def completions(body: api.CompletionRequest, request: Request):
 )
 async def rewrite(body: api.RewriteRequest, request: Request):
     ctx: ServeContext = request.app.state.cvml
+    if body.checked_chars > api.MAX_REWRITE_CHARS:
+        raise ApiError(
+            413,
+            f"text and job_description hold {body.checked_chars} characters; the safety checks take at most "
+            f"{api.MAX_REWRITE_CHARS}: send a section at a time",
+            param="text", code="text_too_long",
+        )
     served = ctx.pick(body.model, body.user_id)
     prompt_ids = await anyio.to_thread.run_sync(chat_prompt_ids, served.tokenizer, body.messages())
     params = sampling(ctx, body, len(prompt_ids), served.context_length, 0.0)
@@ -315,12 +356,8 @@ async def rewrite(body: api.RewriteRequest, request: Request):
         ctx, request, served, "/v1/cv/rewrite", prompt_ids, params,
         prompt_param="text", user_id=body.user_id, input_text=source, task=body.task,
     )
-    output = await gen.run_to_text()
-    try:
-        checks = await anyio.to_thread.run_sync(ctx.run_checks, output, body.text, body.job_description)
-    except BaseException as exc:
-        gen.close(CLIENT_GONE if _is_cancellation(exc) else 500, output=output, error=repr(exc))
-        raise
+    output = await gen.run_to_text(request)
+    checks = await _checked(gen, output, body)
     gen.close(200, output=output, checks=checks)
     response = api.RewriteResponse(
         output=output,
@@ -333,6 +370,34 @@ async def rewrite(body: api.RewriteRequest, request: Request):
         checks=api.Checks.model_validate(checks),
     )
     return JSONResponse(response.model_dump(), headers=gen.headers)
+
+
+async def _checked(gen: Generation, output: str, body: api.RewriteRequest) -> dict[str, Any]:
+    """The safety checks of a rewrite, in a worker thread, within what is left of the deadline.
+
+    No answer goes out unchecked: checks that outlast the deadline make a 504 (their thread
+    runs on to its end, which the size cap on the texts bounds).
+
+    Raises:
+        ApiError: 504 past the deadline; anything else the checks raise (a 500), recorded.
+    """
+    ctx = gen.ctx
+    remaining = max(0.0, gen.deadline - time.monotonic()) if gen.deadline is not None else None
+    try:
+        with anyio.move_on_after(remaining):
+            return await anyio.to_thread.run_sync(
+                ctx.run_checks, output, body.text, body.job_description, abandon_on_cancel=True
+            )
+    except BaseException as exc:
+        gen.close(CLIENT_GONE if _is_cancellation(exc) else 500, output=output, error=repr(exc))
+        raise
+    timeout = ctx.settings.request_timeout_s  # only a cancelled scope gets here: past the deadline
+    error = ApiError(
+        504, f"the safety checks passed the request deadline of {timeout:g} s", code="deadline_exceeded",
+        headers=gen.headers,
+    )
+    gen.close(504, output=output, error=error.message)
+    raise error
 
 
 # ------------------------------------------------------------------------------ streams
@@ -364,7 +429,7 @@ async def _stream(gen: Generation, first: str | None, piece, final, include_usag
             if event.finished:
                 error = gen.failure(event)
                 if error is not None:
-                    body = {"error": {"message": error.message, "type": error_type(error.status), "param": None,
+                    body = {"error": {"message": public_message(error.message), "type": error_type(error.status), "param": None,
                                       "code": error.code, "request_id": gen.request_id}}
                     yield _event(body)
                     yield "data: [DONE]\n\n"
@@ -380,7 +445,7 @@ async def _stream(gen: Generation, first: str | None, piece, final, include_usag
 
 
 def _chat_chunks(gen: Generation, include_usage: bool) -> AsyncIterator[str]:
-    base = {"id": f"chatcmpl-{gen.request_id}", "created": int(time.time()), "model": gen.served.served_ref}
+    base = {"id": f"chatcmpl-{gen.request_id}", "created": int(time.time()), "model": gen.served.public_ref}
 
     def piece(text: str) -> api.ChatCompletionChunk:
         return api.ChatCompletionChunk(**base, choices=[api.ChatChunkChoice(delta=api.ChatDelta(content=text))])
@@ -395,7 +460,7 @@ def _chat_chunks(gen: Generation, include_usage: bool) -> AsyncIterator[str]:
 
 
 def _completion_chunks(gen: Generation, include_usage: bool) -> AsyncIterator[str]:
-    base = {"id": f"cmpl-{gen.request_id}", "created": int(time.time()), "model": gen.served.served_ref}
+    base = {"id": f"cmpl-{gen.request_id}", "created": int(time.time()), "model": gen.served.public_ref}
 
     def piece(text: str) -> api.Completion:
         return api.Completion(**base, choices=[api.CompletionChoice(text=text)])
@@ -410,6 +475,13 @@ def _completion_chunks(gen: Generation, include_usage: bool) -> AsyncIterator[st
 def _openai_finish(reason: str | None) -> str:
     """OpenAI knows "stop" and "length"; cvml's engine says the same for a normal finish."""
     return reason if reason in ("stop", "length") else "stop"
+
+
+async def _disconnected(request: Request) -> None:
+    """Return once the client has gone (the body is read by now, so `receive` waits for
+    the ASGI `http.disconnect` message)."""
+    while (await request.receive())["type"] != "http.disconnect":
+        await anyio.sleep(0.05)  # not expected once the body is read; never spin on it
 
 
 def _is_cancellation(exc: BaseException) -> bool:

@@ -7,7 +7,9 @@ table rather than at each raise.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
+from typing import Any
 
 from fastapi.responses import JSONResponse
 
@@ -23,6 +25,7 @@ from cvml.serve.types import (
 ERROR_TYPES = {
     400: "invalid_request_error",
     401: "authentication_error",
+    403: "permission_error",
     404: "not_found_error",
     405: "invalid_request_error",
     409: "conflict_error",
@@ -46,6 +49,7 @@ class ApiError(Exception):
         param: str | None = None,
         code: str | None = None,
         headers: Mapping[str, str] | None = None,
+        extra: Mapping[str, Any] | None = None,
     ):
         super().__init__(message)
         self.status = status
@@ -53,10 +57,22 @@ class ApiError(Exception):
         self.param = param
         self.code = code
         self.headers = dict(headers or {})
+        self.extra = dict(extra or {})  # top-level fields beside "error" (e.g. per-variant outcomes)
 
     def response(self, request_id: str | None = None) -> JSONResponse:
-        body = error_body(self.message, error_type(self.status), self.param, self.code, request_id)
-        return JSONResponse(body, status_code=self.status, headers=self.headers)
+        body = error_body(public_message(self.message), error_type(self.status), self.param, self.code, request_id)
+        return JSONResponse({**body, **self.extra}, status_code=self.status, headers=self.headers)
+
+
+# An absolute path of two or more parts (POSIX, ~/, or C:\), not one of the API's own routes.
+_PATH = re.compile(
+    r"(?<![\w.:/])(?:~|[A-Za-z]:)?[/\\](?!(?:v1|admin)/)(?:[^\s'\"/\\<>|:,;()]+[/\\])+([^\s'\"/\\<>|:,;()]*)"
+)
+
+
+def public_message(message: str) -> str:
+    """A message fit for a client: every filesystem path shortened to its last part (…/name)."""
+    return _PATH.sub(lambda m: f".../{m.group(1)}" if m.group(1) else "...", message)
 
 
 def error_type(status: int) -> str:

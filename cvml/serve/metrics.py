@@ -6,16 +6,22 @@ cvml's own engine; what vLLM has no name for is prefixed `cvml_`. Every series c
 `model_name` (the served version, e.g. `cv@3`) and `variant` (the A/B arm), so a canary
 and its control can be compared on one graph.
 
+The request log's health is exported too (`cvml_request_log_*`): rows it failed to write,
+entries dropped with its queue full or kept without text while degraded, its queue depth,
+and 1 in `cvml_request_log_degraded` while it cannot write. Alert on that gauge: the server
+goes on serving (and /ready stays 200, saying "degraded") while nothing is logged.
+
 Each app owns its `CollectorRegistry`, so several servers (or tests) in one process never
 share counters.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from cvml.serve.types import RequestStats
@@ -49,6 +55,37 @@ class _EngineLoadCollector(Collector):
             waiting.add_metric([model_name, variant], n_waiting)
         yield running
         yield waiting
+
+
+class _RequestLogCollector(Collector):
+    """The request log's health as of the last `ServeMetrics.observe_request_log`."""
+
+    def __init__(self) -> None:
+        self.health: Mapping[str, Any] | None = None
+
+    def collect(self):
+        health = self.health
+        if health is None:
+            return
+        yield CounterMetricFamily(
+            "cvml_request_log_failed_writes", "Request-log rows that could not be written (after retries).",
+            value=health["failed_writes"],
+        )
+        yield CounterMetricFamily(
+            "cvml_request_log_dropped", "Requests not logged at all: the request log's queue was full.",
+            value=health["dropped"],
+        )
+        yield CounterMetricFamily(
+            "cvml_request_log_text_dropped", "Requests logged without their text: the request log was degraded.",
+            value=health["text_dropped"],
+        )
+        yield GaugeMetricFamily(
+            "cvml_request_log_queue_depth", "Requests waiting to be written to the request log.", value=health["queued"]
+        )
+        yield GaugeMetricFamily(
+            "cvml_request_log_degraded", "1 while the request log cannot write (serving goes on, nothing is stored).",
+            value=1 if health["status"] == "degraded" else 0,
+        )
 
 
 class ServeMetrics:
@@ -108,6 +145,8 @@ class ServeMetrics:
         self._info_labels: dict[str, tuple[str, str, str]] = {}
         self.ready = Gauge("cvml_ready", "1 when every variant is loaded and the server is not draining.", registry=r)
         r.register(_EngineLoadCollector(engine_load))
+        self._request_log = _RequestLogCollector()
+        r.register(self._request_log)
 
     def observe(self, variant: str, model_name: str, stats: RequestStats) -> None:
         """Record the latency figures and token counts of one finished generation."""
@@ -135,6 +174,10 @@ class ServeMetrics:
             self.model_info.remove(*previous)
         self._info_labels[variant] = labels
         self.model_info.labels(*labels).set(1)
+
+    def observe_request_log(self, health: Mapping[str, Any] | None) -> None:
+        """Export the request log's `RequestLog.health()` (None: the server keeps no log)."""
+        self._request_log.health = health
 
     def render(self) -> bytes:
         """The Prometheus text exposition of every metric."""

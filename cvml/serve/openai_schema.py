@@ -10,14 +10,20 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from cvml.prompts import build_messages
 
 TASKS = ("rewrite_bullet", "tailor_section", "summary")
 # Texts longer than this cannot fit any context cvml serves; refusing them early keeps
-# tokenization of a megabyte of junk off the event loop.
+# tokenization of a megabyte of junk off the event loop. The cap holds per text and for the
+# whole request (every message and content part together).
 MAX_TEXT_CHARS = 100_000
+MAX_REQUEST_CHARS = MAX_TEXT_CHARS
+MAX_CONTENT_PARTS = 64
+# The rewrite's safety checks cost more than linearly in the text (seconds at 100k
+# characters); beyond this, text + job_description are refused (413) before generation.
+MAX_REWRITE_CHARS = 20_000
 MAX_SEED = 2**63 - 1
 
 
@@ -56,7 +62,7 @@ class TextPart(OpenAIModel):
 
 class ChatMessage(OpenAIModel):
     role: Literal["system", "developer", "user", "assistant"]
-    content: Text | list[TextPart]
+    content: Text | Annotated[list[TextPart], Field(max_length=MAX_CONTENT_PARTS)]
 
     def text(self) -> str:
         if isinstance(self.content, str):
@@ -105,10 +111,21 @@ class SamplingFields(OpenAIModel):
 
 
 class ChatCompletionRequest(SamplingFields):
-    messages: list[ChatMessage] = Field(min_length=1, max_length=256)
+    messages: list[ChatMessage] = Field(
+        min_length=1, max_length=256, description=f"At most {MAX_REQUEST_CHARS} characters in all."
+    )
     max_completion_tokens: int | None = Field(
         None, ge=1, description="Newer name of max_tokens; wins when both are set."
     )
+
+    @field_validator("messages")
+    @classmethod
+    def _total_characters(cls, messages: list[ChatMessage]) -> list[ChatMessage]:
+        total = sum(len(m.content) if isinstance(m.content, str) else sum(len(p.text) for p in m.content)
+                    for m in messages)
+        if total > MAX_REQUEST_CHARS:
+            raise ValueError(f"the messages hold {total} characters in all; at most {MAX_REQUEST_CHARS}")
+        return messages
 
     def new_tokens(self) -> int | None:
         return self.max_completion_tokens or self.max_tokens
@@ -145,6 +162,11 @@ class RewriteRequest(DomainModel):
 
     def messages(self) -> list[dict[str, str]]:
         return build_messages(self.task, self.text, self.job_description)
+
+    @property
+    def checked_chars(self) -> int:
+        """What the safety checks compare the output with: text + job_description."""
+        return len(self.text) + len(self.job_description or "")
 
     def new_tokens(self) -> int | None:
         return self.max_tokens

@@ -51,6 +51,12 @@ class ServedModel:
         """`name@N` for a registered version, else the folder (what metrics and logs name)."""
         return self.model_ref.ref
 
+    @property
+    def public_ref(self) -> str:
+        """What clients are shown: `name@N` for a registered version, else the folder's name
+        (never its path)."""
+        return self.model_ref.ref if self.model_ref.version is not None else self.model_ref.name
+
     def same_version(self, other: ModelRef) -> bool:
         return (other.path, other.version) == (self.model_ref.path, self.model_ref.version)
 
@@ -110,6 +116,8 @@ class ModelPool:
         self._retiring: set[ServedModel] = set()
         self._retire_tasks: set[asyncio.Task] = set()
         self._reload_lock: asyncio.Lock | None = None
+        self.watch_errors = 0  # registry-watch polls that failed unexpectedly (the watch goes on)
+        self.last_watch_error: str | None = None
 
     # ------------------------------------------------------------------------ lifecycle
 
@@ -167,7 +175,7 @@ class ModelPool:
         if model_id:
             matches = self._variants_for(model_id)
             if not matches:
-                known = ", ".join(sorted(self.model_ids()))
+                known = ", ".join(sorted(self.model_ids()))  # public ids only: no folder paths
                 raise UnknownModelError(
                     f"the model {model_id!r} does not exist on this server", hint=f"served ids: {known}"
                 )
@@ -176,15 +184,17 @@ class ModelPool:
         return self.current[self.router.assign(user_id).name]
 
     def model_ids(self) -> dict[str, str | None]:
-        """Every accepted `model` id → the variant it pins, or None when routed by the split.
+        """Every shown `model` id → the variant it pins, or None when routed by the split.
 
         Ids are: each variant's name, the reference it was given (`cv@prod`), the version it
-        serves now (`cv@3`), and the model's registry name (`cv`).
+        serves now (`cv@3`), and the model's registry name (`cv`) or, for an unregistered
+        folder, the folder's name. A reference that is a path is accepted but never shown.
         """
         ids: dict[str, set[str]] = {}
         for name in self.variants:
             for model_id in self._ids_of(name):
-                ids.setdefault(model_id, set()).add(name)
+                if _is_public(model_id):
+                    ids.setdefault(model_id, set()).add(name)
         return {model_id: next(iter(v)) if len(v) == 1 else None for model_id, v in ids.items()}
 
     def _variants_for(self, model_id: str) -> list[str]:
@@ -194,7 +204,7 @@ class ModelPool:
         ids = {name, self.variants[name].ref}
         served = self.current.get(name)
         if served is not None:
-            ids |= {served.served_ref, served.model_ref.name}
+            ids |= {served.served_ref, served.public_ref, served.model_ref.name}
         return ids
 
     @staticmethod
@@ -238,6 +248,10 @@ class ModelPool:
         except CvmlError as exc:
             _log.error("reload of variant %s failed, it keeps serving %s: %s", name, old.served_ref, exc)
             return ReloadOutcome(name, "failed", old.served_ref, old.served_ref, error=str(exc))
+        except Exception as exc:  # a loader bug or a broken store must not stop the other variants
+            _log.exception("reload of variant %s failed unexpectedly, it keeps serving %s", name, old.served_ref)
+            error = f"{type(exc).__name__}: {exc}"
+            return ReloadOutcome(name, "failed", old.served_ref, old.served_ref, error=error)
         if self.phase in ("draining", "failed") or self.current.get(name) is not old:
             await to_thread.run_sync(_release, new)
             return ReloadOutcome(name, "failed", old.served_ref, old.served_ref, error="the server is shutting down")
@@ -262,11 +276,34 @@ class ModelPool:
         await to_thread.run_sync(_release, served)
 
     async def watch(self, interval_s: float, on_reload: Callable[[list[ReloadOutcome]], None]) -> None:
-        """Poll the registry every `interval_s` and reload what changed (until cancelled)."""
+        """Poll the registry every `interval_s` and reload what changed (until cancelled).
+
+        A poll that fails, for one variant or in any other way, is logged and counted
+        (`watch_errors`, `last_watch_error`) and the next interval tries again: the watch
+        never stops on its own.
+        """
         while True:
             await asyncio.sleep(interval_s)
-            if self.phase == "ready":
-                on_reload(await self.reload())
+            if self.phase != "ready":
+                continue
+            try:
+                outcomes = await self.reload()
+                failed = [f"{o.variant}: {o.error}" for o in outcomes if o.outcome == "failed"]
+                if failed:
+                    self._watch_failed("; ".join(failed))
+                on_reload(outcomes)
+            except Exception as exc:
+                _log.exception("registry watch: the poll failed (retrying in %g s)", interval_s)
+                self._watch_failed(f"{type(exc).__name__}: {exc}")
+
+    def _watch_failed(self, error: str) -> None:
+        self.watch_errors += 1
+        self.last_watch_error = error
+
+
+def _is_public(model_id: str) -> bool:
+    """A model id fit to show: a variant name, registry reference or folder name, not a path."""
+    return not any(sep in model_id for sep in ("/", "\\")) and not model_id.startswith("~")
 
 
 def _release(served: ServedModel) -> None:

@@ -5,56 +5,71 @@
                         user_id="u-42", input_text=text, output_text=out, **engine_figures(stats)))
     log.feedback(rid, accepted=True)                     # False: unknown request id
     log.query(experiment="rewrite-v4")                   # list of dicts, for abtest
+    log.purge(timedelta(days=30))                        # retention; recorded in `purges`
     log.close()                                          # writes what is queued, checkpoints
 
 `record()` only queues: a writer thread redacts the text and writes batches, so a request
 never waits on the disk or on PII detection. Everything else (feedback, query, purge,
 forget) first waits for what was queued before it, so it sees this process's own records.
 
-Privacy: text is stored only after `PiiRedactor` (one placeholder scope per request, so an
-email in the input and the output gets the same `<EMAIL_1>`), or not at all with
-`log_text="none"`. The user id is never stored: rows hold HMAC-SHA256(secret, user_id)
-under a random secret kept in the database, which is enough to count users per variant
-and to erase one user's rows (`forget`), while an export of the rows cannot be turned back
-into ids by hashing guesses. Stickiness does not need the id either: the router hashes the
-id of each live request. Deleted rows are overwritten (`secure_delete`) and the WAL is
-truncated after purge/forget and on close, so erased text does not linger in the files.
+Privacy: nothing raw is stored. With `log_text="redacted"` the texts and every string of the
+checks' details (claims name employers, schools, amounts) go through `PiiRedactor` with one
+placeholder scope per request, so an email in the input, the output and a claim gets the same
+`<EMAIL_1>`. With `log_text="none"` no text is stored, and of the checks only their flags and
+counts. The user id is never stored: rows hold HMAC-SHA256(key, user_id) and the id of
+the key, which is enough to count users per variant and to erase one user's rows (`forget`),
+while an export cannot be turned back into ids by hashing guesses. The keys live outside
+the database (`cvml.serve.logkeys`: CVML_LOG_KEY, else 0600 files under $CVML_HOME/keys).
+Deleted rows are overwritten (`secure_delete`) and the WAL is truncated after purge/forget
+and on close, so erased text does not linger in the files.
 
 Stored through `cvml.storage`, like the registry: a SQLite file by default, or the Postgres
 database of CVML_DB_URL, where every replica of `cvml serve` writes the same log. Writes are
 batched off the request path; a batch that fails (the database restarting) is retried with
 backoff and counted in `failed_writes` when it still cannot be written.
+
+Failing closed: while the log cannot write (or could not be opened: the server then starts
+degraded rather than not at all), it is `degraded`. Requests are served as ever, but what is
+queued keeps no text: `record()` drops the text (and the checks' details) of new entries, and
+the writer drops it from those already queued before it waits to retry. The first batch
+written again ends it. At most `_MAX_QUEUED` entries wait; beyond that an entry is dropped
+and counted in `dropped`. `health()` reports all of it; the server shows it on /ready and
+/metrics.
 """
 
 from __future__ import annotations
 
+import asyncio
 import atexit
-import hashlib
-import hmac
 import json
 import logging
 import math
 import queue
-import secrets
+import re
 import threading
 import time
+from collections import deque
 from collections.abc import Mapping
-from functools import cached_property
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
 from cvml.errors import ConfigError, CvmlError
 from cvml.paths import cvml_home
+from cvml.safety.pii import PiiRedactor, PiiSpan, Placeholders
+from cvml.serve import logkeys
+from cvml.serve.logkeys import LEGACY_SECRET, Keyring, env_keys, open_keyring, require_env_keys
+from cvml.serve.types import RequestStats
 from cvml.storage import Database, Schema, StorageUrl, storage_url, utc_now
 from cvml.storage.database import Row
-from cvml.safety.pii import PiiRedactor, Placeholders
-from cvml.serve.types import RequestStats
 
 LOG_TEXT_MODES = ("redacted", "none")
 _BATCH = 256  # rows per write transaction at most
-_SECRET_KEY = "user_key_secret"
+_MAX_QUEUED = 10_000  # entries waiting for the writer; beyond, an entry is dropped (and counted)
+RETENTION_EVERY_S = 24 * 3600.0  # the server purges by age on start and this often
+_RETENTION_RETRY_S = 3600.0  # after a purge that failed
+_FIGURE_KEY = re.compile(r"[a-z_][a-z0-9_]*")  # the checks' own field names ("flagged", "n_claims")
 _log = logging.getLogger(__name__)
 
 _MIGRATIONS: tuple[tuple[str, ...], ...] = (
@@ -92,12 +107,20 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "CREATE INDEX requests_user_key ON requests (user_key)",
         "CREATE INDEX requests_experiment ON requests (experiment, variant)",
     ),
+    (
+        # The key that hashed the row's user id (its id, never the key: see cvml.serve.logkeys).
+        "ALTER TABLE requests ADD COLUMN key_id TEXT",
+        # Every retention purge: when, the age cut off, how many rows went.
+        "CREATE TABLE purges (at TEXT NOT NULL, older_than_s REAL NOT NULL, deleted INTEGER NOT NULL)",
+        "CREATE INDEX purges_at ON purges (at)",
+    ),
 )
 
 _COLUMNS = (
     "request_id", "at", "experiment", "variant", "model_ref", "model_version", "user_key", "endpoint", "task",
     "status", "finish_reason", "prompt_tokens", "completion_tokens", "queue_s", "ttft_s", "e2e_s", "itl_mean_s",
     "pii_leak", "fabrication", "checks", "input_text", "output_text", "error", "accepted", "rating", "feedback_at",
+    "key_id",
 )  # fmt: skip
 _BOOLEAN_COLUMNS = ("pii_leak", "fabrication", "accepted")
 _INSERT = (
@@ -118,6 +141,7 @@ REQUEST_LOG = Schema(
     # stays consistent, and a power cut may lose only the last rows.
     sqlite_pragmas=("PRAGMA secure_delete = ON", "PRAGMA synchronous = NORMAL"),
     error=RequestLogError,
+    never_copied={"meta": f"key = '{LEGACY_SECRET}'"},
 )
 _RETRIES_S = (0.2, 1.0, 3.0)  # waits before retrying a batch the database refused
 
@@ -186,16 +210,22 @@ class RequestLog:
 
     Args:
         path: a database URL, a SQLite file, or a folder holding `requests.db`; None means
-            CVML_DB_URL, else `default_log_path()`. A SQLite file is created if missing.
-        log_text: "redacted" stores input/output/error text after PII redaction;
-            "none" stores no text at all.
+            CVML_DB_URL, else `default_log_path()`. A SQLite file is created if missing
+            (0600, in folders made 0700).
+        log_text: "redacted" stores input/output/error text and the checks' strings after
+            PII redaction; "none" stores no text, and of the checks only flags and counts.
+        serving: the log of `cvml serve`. Its keys are checked now: a Postgres log needs
+            CVML_LOG_KEY, the same on every replica. A database that cannot be opened
+            does not stop the server: the log starts `degraded` (nothing is stored, the
+            writer keeps trying to open it) and says why in the server's log and on /ready.
 
     Raises:
-        ConfigError: `log_text` is not one of LOG_TEXT_MODES.
-        RequestLogError: the database cannot be opened as a request log.
+        ConfigError: `log_text` is not one of LOG_TEXT_MODES, CVML_LOG_KEY is malformed or
+            (serving a Postgres log) missing, or a key cannot be moved out of the database.
+        RequestLogError: the database cannot be opened as a request log (not serving).
     """
 
-    def __init__(self, path: str | Path | None = None, log_text: str = "redacted"):
+    def __init__(self, path: str | Path | None = None, log_text: str = "redacted", *, serving: bool = False):
         if log_text not in LOG_TEXT_MODES:
             raise ConfigError(
                 f"unknown log_text {log_text!r}", hint=f"use one of: {', '.join(LOG_TEXT_MODES)}"
@@ -205,15 +235,61 @@ class RequestLog:
         self.log_text = log_text
         # Rows that could not be written (logged with the reason); for the server's metrics.
         self.failed_writes = 0
-        self._secret = _user_key_secret(self._db)
+        self.dropped = 0  # entries not even queued: the queue was full
+        self.text_dropped = 0  # entries queued without their text: the log was degraded
+        self._degraded: str | None = None
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._held: deque[Any] = deque()  # taken from the queue by the writer (its thread only)
         self._lock = threading.Lock()
+        self._open_lock = threading.Lock()
+        self._opened: Database | None = None
+        self._keys: Keyring | None = None
         self._writer: threading.Thread | None = None
         self._closed = False
+        shared = self.url.backend == "postgresql"
+        if serving and shared:
+            require_env_keys(self.url.display)
+        try:
+            self._db  # noqa: B018 - opens it, so a bad location fails here
+            # A Postgres log without CVML_LOG_KEY (library use) gets its keys when first needed.
+            if serving or not shared or env_keys() is not None:
+                self._keyring()
+        except RequestLogError as exc:
+            if not serving:
+                raise
+            self._degrade(f"cannot open it: {exc.message}" + (f" ({exc.hint})" if exc.hint else ""))
 
-    @cached_property
+    @property
     def _db(self) -> Database:
-        return Database.open(self.url, REQUEST_LOG)
+        """The database, opened on first use (and retried by the writer until it opens)."""
+        if self._opened is None:
+            with self._open_lock:
+                if self._opened is None:
+                    try:
+                        self._opened = Database.open(self.url, REQUEST_LOG)
+                    except OSError as exc:  # a SQLite folder that cannot be made
+                        raise RequestLogError(
+                            f"cannot open the request log at {self.path}: {exc.strerror or exc}",
+                            hint="check that its folder can be created and written",
+                        ) from None
+        return self._opened
+
+    def _keyring(self) -> Keyring:
+        if self._keys is None:
+            db = self._db
+            with self._open_lock:
+                if self._keys is None:
+                    if self.url.backend == "postgresql" and env_keys() is None:
+                        _log.warning("CVML_LOG_KEY is not set: user ids of the Postgres log at %s are hashed with "
+                                     "a key file of this host, which other hosts lack", self.url.display)  # fmt: skip
+                    try:
+                        self._keys = open_keyring(db, str(self.path))
+                    except OSError as exc:
+                        raise RequestLogError(
+                            f"cannot write the request log's key file: {exc.strerror or exc}",
+                            hint="check that $CVML_HOME/keys can be created and written, or set CVML_LOG_KEY",
+                        ) from None
+        return self._keys
 
     def __enter__(self) -> RequestLog:
         return self
@@ -221,13 +297,33 @@ class RequestLog:
     def __exit__(self, *exc_info: object) -> None:
         self.close()
 
+    # ----------------------------------------------------------------------------- health
+
+    @property
+    def degraded(self) -> str | None:
+        """Why the log cannot write now (None while it can)."""
+        return self._degraded
+
+    def health(self) -> dict[str, Any]:
+        """{"status": "ok" | "degraded", "reason", "queued", "failed_writes", "dropped", "text_dropped"}."""
+        return {
+            "status": "ok" if self._degraded is None else "degraded",
+            "reason": self._degraded,
+            "queued": self._queue.qsize() + len(self._held),
+            "failed_writes": self.failed_writes,
+            "dropped": self.dropped,
+            "text_dropped": self.text_dropped,
+        }
+
     # ----------------------------------------------------------------------------- writes
 
     def record(self, entry: LogEntry) -> None:
         """Queue one request for writing; returns at once (microseconds).
 
         Call it before the response's last bytes go out, so that feedback on the request
-        always finds its row. A second entry with the same request_id is ignored.
+        always finds its row. A second entry with the same request_id is ignored. While
+        the log is degraded the entry is queued without its text; with `_MAX_QUEUED`
+        entries waiting it is dropped (`dropped` counts them).
 
         Raises:
             RequestLogError: the log is closed, or `entry.at` is not a tz-aware time.
@@ -236,6 +332,14 @@ class RequestLog:
         with self._lock:
             if self._closed:
                 raise RequestLogError(f"the request log at {self.path} is closed")
+            if self._queue.qsize() + len(self._held) >= _MAX_QUEUED:
+                self.dropped += 1
+                if self.dropped == 1 or self.dropped % 1000 == 0:
+                    _log.error("the request log's queue is full (%d entries): %d request(s) not logged so far",
+                               _MAX_QUEUED, self.dropped)  # fmt: skip
+                return
+            if self._degraded is not None:
+                entry = self._without_text(entry)
             if self._writer is None:
                 self._writer = threading.Thread(target=self._write_loop, name="cvml-request-log", daemon=True)
                 self._writer.start()
@@ -291,31 +395,82 @@ class RequestLog:
             return cursor.rowcount > 0
 
     def purge(self, older_than: timedelta) -> int:
-        """Delete the requests logged more than `older_than` ago (the retention period).
+        """Delete the requests logged more than `older_than` ago (the retention period), and
+        record the purge (time, period, rows deleted) in the `purges` table.
 
         Returns:
             The number of rows deleted.
 
         Raises:
-            RequestLogError: `older_than` is not positive.
+            RequestLogError: `older_than` is not positive, or the database cannot be written.
         """
         if older_than <= timedelta(0):
             raise RequestLogError(f"the retention period must be positive, not {older_than}")
         cutoff = _iso(datetime.now(timezone.utc) - older_than)
-        return self._delete("at < ?", cutoff)
+        self.flush()
+        with self._db.write() as conn:
+            deleted = conn.execute("DELETE FROM requests WHERE at < ?", (cutoff,)).rowcount
+            conn.execute(
+                "INSERT INTO purges (at, older_than_s, deleted) VALUES (?, ?, ?)",
+                (utc_now(), older_than.total_seconds(), deleted),
+            )
+        self._db.compact(("requests",))  # erased text must not linger in the WAL / dead rows
+        _log.info("purged %d request(s) older than %s from the request log at %s", deleted, older_than, self.path)
+        return deleted
 
     def forget(self, user_id: str) -> int:
-        """Delete every request of one user (erasure on request).
+        """Delete every request of one user (erasure on request), under each key that hashed rows.
 
         Returns:
             The number of rows deleted.
 
         Raises:
-            RequestLogError: `user_id` is empty.
+            RequestLogError: `user_id` is empty, or rows were hashed with a key this
+                process does not have (then nothing is deleted: erasure is whole or not at all).
         """
         if not user_id:
             raise RequestLogError("forget needs a user id")
-        return self._delete("user_key = ?", self._user_key(user_id))
+        self.flush()
+        keys = self._keyring()
+        with self._db.write() as conn:
+            used = [row[0] for row in conn.execute(
+                "SELECT DISTINCT key_id FROM requests WHERE user_key IS NOT NULL").fetchall()]  # fmt: skip
+            missing = [key_id for key_id in used if key_id not in keys.live]
+            if missing:
+                raise RequestLogError(
+                    f"cannot erase by user id: rows of the request log at {self.path} were hashed with "
+                    f"key(s) {', '.join(i or '(no id: older than key ids)' for i in missing)}, which this process does not have",
+                    hint=keys.missing_hint(missing),
+                )
+            deleted = sum(
+                conn.execute(
+                    "DELETE FROM requests WHERE key_id = ? AND user_key = ?", (key_id, keys.live[key_id].user_key(user_id))
+                ).rowcount
+                for key_id in used
+            )
+        self._db.compact(("requests",))  # erased text must not linger in the WAL / dead rows
+        return deleted
+
+    def rotate_key(self) -> dict[str, Any]:
+        """A new key for new rows; the old ones stay live for `forget` (see `cvml.serve.logkeys`).
+
+        Returns:
+            {"key_id": the new key's id, "keys": this log's key ids, oldest first}
+
+        Raises:
+            ConfigError: the keys come from CVML_LOG_KEY (rotate them there).
+        """
+        self.flush()
+        result = logkeys.rotate(self._db, str(self.path))
+        self._keys = None  # this process hashes with the new key from now on
+        return result
+
+    def drop_old_keys(self) -> dict[str, Any]:
+        """Delete the old keys that no row uses any more; see `logkeys.drop_old`."""
+        self.flush()
+        result = logkeys.drop_old(self._db)
+        self._keys = None
+        return result
 
     # ------------------------------------------------------------------------------ reads
 
@@ -348,9 +503,11 @@ class RequestLog:
             return [_row_dict(row) for row in conn.execute(sql, params)]
 
     def stats(self, experiment: str | None = None, since: datetime | str | None = None) -> dict[str, Any]:
-        """Totals and per-(experiment, variant) figures: requests, errors, users, feedback, latency.
+        """Totals and per-(experiment, variant) figures: requests, errors, users, feedback,
+        latency; and the last retention purge.
 
         Latency percentiles are over successful requests (status < 400) that have the figure.
+        Users are counted by user key: after a key rotation, one seen under both keys counts twice.
         """
         where, params = _filters(experiment, since, None)
         self.flush()
@@ -361,6 +518,7 @@ class RequestLog:
                 f"FROM requests{where}",
                 params,
             ).fetchall()
+            last = conn.execute("SELECT at, older_than_s, deleted FROM purges ORDER BY at DESC LIMIT 1").fetchone()
         groups: dict[tuple[str, str], list[Row]] = {}
         for row in rows:
             groups.setdefault((row["experiment"] or "", row["variant"] or ""), []).append(row)
@@ -373,6 +531,7 @@ class RequestLog:
             "first_at": min((row["at"] for row in rows), default=None),
             "last_at": max((row["at"] for row in rows), default=None),
             "variants": [_group_stats(members) for _, members in sorted(groups.items())],
+            "last_purge": None if last is None else dict(zip(("at", "older_than_s", "deleted"), last)),
         }
 
     # ---------------------------------------------------------------------------- private
@@ -383,7 +542,7 @@ class RequestLog:
         stop = False
         while not stop:
             batch, markers = [], []
-            item = self._queue.get()
+            item = self._take(block=True)
             while True:
                 if item is None:
                     stop = True
@@ -391,18 +550,58 @@ class RequestLog:
                     markers.append(item)
                 else:
                     batch.append(item)
+                item = None  # no raw entry outlives its batch in this frame
                 if stop or len(batch) >= _BATCH:
                     break
                 try:
-                    item = self._queue.get_nowait()
+                    item = self._take(block=False)
                 except queue.Empty:
                     break
             self._write(batch, redactor)
+            batch = None
             for marker in markers:
                 marker.set()
-        self._db.compact(("requests",))
+        if self._opened is not None:
+            self._opened.compact(("requests",))
+
+    def _take(self, block: bool) -> Any:
+        if self._held:
+            return self._held.popleft()
+        return self._queue.get() if block else self._queue.get_nowait()
 
     def _write(self, batch: list[tuple[LogEntry, str]], redactor: PiiRedactor | None) -> None:
+        rows = None
+        for wait in (*_RETRIES_S, None):
+            try:
+                if rows is None:
+                    self._db  # noqa: B018 - (re)opens the database and its keys on first use
+                    self._keyring()
+                    rows = self._rows(batch, redactor)
+                    batch.clear()  # the raw entries are not kept while the rows wait to be written
+                    if not rows:
+                        return
+                with self._db.write() as conn:
+                    conn.executemany(_INSERT, rows)
+                self._recovered()
+                return
+            except CvmlError as exc:  # the database is unreachable or refused the batch
+                self._degrade(exc.message)
+                if wait is None:
+                    lost = len(batch) if rows is None else len(rows)
+                    self.failed_writes += lost
+                    _log.error("%d request(s) not logged to %s: %s", lost, self.path, exc.message)
+                    return
+                if rows is None:
+                    batch[:] = [(self._without_text(entry), at) for entry, at in batch]
+                self._strip_queued()
+                time.sleep(wait)  # a restarting database: the next connection may succeed
+            except Exception:  # a row the database refuses (a constraint): write the others one by one
+                if rows is None:
+                    raise
+                self._write_each(rows)
+                return
+
+    def _rows(self, batch: list[tuple[LogEntry, str]], redactor: PiiRedactor | None) -> list[tuple[Any, ...]]:
         rows = []
         for entry, at in batch:
             try:
@@ -410,22 +609,7 @@ class RequestLog:
             except Exception:  # one bad entry must not cost the batch its rows
                 self.failed_writes += 1
                 _log.exception("request %s not logged", getattr(entry, "request_id", "?"))
-        if not rows:
-            return
-        for wait in (*_RETRIES_S, None):
-            try:
-                with self._db.write() as conn:
-                    conn.executemany(_INSERT, rows)
-                return
-            except CvmlError as exc:  # the database is unreachable or refused the batch
-                if wait is None:
-                    self.failed_writes += len(rows)
-                    _log.error("%d request(s) not logged to %s: %s", len(rows), self.path, exc.message)
-                    return
-                time.sleep(wait)  # a restarting database: the next connection may succeed
-            except Exception:  # a row the database refuses (a constraint): write the others one by one
-                self._write_each(rows)
-                return
+        return rows
 
     def _write_each(self, rows: list[tuple[Any, ...]]) -> None:
         for row in rows:
@@ -436,6 +620,39 @@ class RequestLog:
                 self.failed_writes += 1
                 _log.exception("request %s not logged", row[0])
 
+    def _degrade(self, reason: str) -> None:
+        if self._degraded is None:
+            _log.error("the request log at %s is degraded: %s; requests are still served, but their text is "
+                       "not kept until it can write again", self.path, reason)  # fmt: skip
+        self._degraded = reason
+
+    def _recovered(self) -> None:
+        if self._degraded is not None:
+            self._degraded = None
+            _log.warning("the request log at %s writes again", self.path)
+
+    def _without_text(self, entry: LogEntry) -> LogEntry:
+        """The entry as a degraded log keeps it: figures only (counted in `text_dropped`)."""
+        if entry.input_text is None and entry.output_text is None and entry.error is None and entry.checks is None:
+            return entry
+        self.text_dropped += 1
+        return replace(
+            entry, input_text=None, output_text=None, error=None if entry.error is None else "error",
+            checks=None if entry.checks is None else _check_figures(entry.checks),
+        )  # fmt: skip
+
+    def _strip_queued(self) -> None:
+        """Drop the text of every entry queued so far (the writer, before it waits to retry)."""
+        with self._lock:  # record() then either queued before this, or sees the log degraded
+            while True:
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    return
+                if isinstance(item, tuple):
+                    item = (self._without_text(item[0]), item[1])
+                self._held.append(item)
+
     def _row(self, entry: LogEntry, at: str, redactor: PiiRedactor | None) -> tuple[Any, ...]:
         scope = Placeholders()
 
@@ -444,15 +661,26 @@ class RequestLog:
                 return None
             return redactor.redact(value, scope)[0]
 
+        # The texts first: the names they hold are then found again in the checks' strings.
+        input_text, output_text = text(entry.input_text), text(entry.output_text)
+        # Errors may quote the input; with log_text "none" only whether it failed is kept.
+        error = None if entry.error is None else (text(entry.error) or "error")
+        if entry.checks is None:
+            checks = None
+        elif redactor is None:
+            checks = _check_figures(entry.checks)
+        else:
+            checks = _redact_strings(entry.checks, lambda value: _names_anywhere(text(value), scope))
+        key = self._keyring().current if entry.user_id else None
         values = {f.name: getattr(entry, f.name) for f in fields(entry)}
         values.update(
             at=at,
-            user_key=self._user_key(entry.user_id) if entry.user_id else None,
-            checks=None if entry.checks is None else json.dumps(entry.checks, sort_keys=True, default=str),
-            input_text=text(entry.input_text),
-            output_text=text(entry.output_text),
-            # Errors may quote the input; with log_text "none" only whether it failed is kept.
-            error=None if entry.error is None else (text(entry.error) or "error"),
+            user_key=key.user_key(entry.user_id) if key else None,
+            key_id=key.id if key else None,
+            checks=None if checks is None else json.dumps(checks, sort_keys=True, default=str),
+            input_text=input_text,
+            output_text=output_text,
+            error=error,
             accepted=None,
             rating=None,
             feedback_at=None,
@@ -462,35 +690,63 @@ class RequestLog:
         # Postgres refuses NUL in text (valid JSON may carry one): store the replacement character.
         return tuple(_no_nul(values[column]) for column in _COLUMNS)
 
-    def _user_key(self, user_id: str) -> str:
-        return hmac.new(self._secret, user_id.encode(), hashlib.sha256).hexdigest()
 
-    def _delete(self, condition: str, value: str) -> int:
-        self.flush()
-        with self._db.write() as conn:
-            deleted = conn.execute(f"DELETE FROM requests WHERE {condition}", (value,)).rowcount
-        self._db.compact(("requests",))  # erased text must not linger in the WAL / dead rows
-        return deleted
+async def enforce_retention(log: RequestLog, older_than: timedelta) -> None:
+    """Purge what is older than `older_than` now and every RETENTION_EVERY_S, until cancelled.
+
+    Each purge is logged and recorded in `purges`; a purge that fails is logged and tried
+    again after an hour (the log may be degraded).
+    """
+    while True:
+        try:
+            await asyncio.to_thread(log.purge, older_than)
+            wait = RETENTION_EVERY_S
+        except CvmlError as exc:
+            _log.error("retention: purging the request log at %s failed: %s", log.path, exc.message)
+            wait = min(_RETENTION_RETRY_S, RETENTION_EVERY_S)
+        await asyncio.sleep(wait)
+
+
+def _check_figures(checks: Mapping[str, Any]) -> dict[str, Any]:
+    """The checks' flags and counts: every string and list is left out, and every field not
+    named like one of the checks' own (so no value can hide in a key)."""
+    kept: dict[str, Any] = {}
+    for key, value in checks.items():
+        if not (isinstance(key, str) and _FIGURE_KEY.fullmatch(key)):
+            continue
+        if isinstance(value, Mapping):
+            kept[key] = _check_figures(value)
+        elif value is None or isinstance(value, (bool, int, float)):
+            kept[key] = value
+    return kept
+
+
+def _redact_strings(value: Any, redact) -> Any:
+    """`value` with every string in it (mapping keys too) passed through `redact`."""
+    if isinstance(value, Mapping):
+        return {redact(str(k)): _redact_strings(v, redact) for k, v in value.items()}
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return [_redact_strings(v, redact) for v in value]
+    if value is None or isinstance(value, (bool, int, float)):
+        return value
+    return redact(str(value))
+
+
+def _names_anywhere(text: str, scope: Placeholders) -> str:
+    """The names already found in the request, replaced in any case (a claim's normal form
+    is lower case, which the name finder leaves alone in running text)."""
+    for name in scope.names():
+        words = name.split()
+        if not words:
+            continue
+        pattern = r"(?<!\w)" + r"\s+".join(map(re.escape, words)) + r"(?!\w)"
+        token = scope.token(PiiSpan("NAME", 0, 0, name))
+        text = re.sub(pattern, token, text, flags=re.IGNORECASE)
+    return text
 
 
 def _no_nul(value: Any) -> Any:
     return value.replace("\x00", "\ufffd") if isinstance(value, str) else value
-
-
-def _user_key_secret(db: Database) -> bytes:
-    """The database's HMAC secret for user ids, made on first use (so it survives restarts and
-    every replica on one database hashes a user alike)."""
-    select = "SELECT value FROM meta WHERE key = ?"
-    with db.read() as conn:
-        row = conn.execute(select, (_SECRET_KEY,)).fetchone()
-    if row is None:
-        with db.write() as conn:
-            conn.execute(
-                "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO NOTHING",
-                (_SECRET_KEY, secrets.token_hex(32)),
-            )
-            row = conn.execute(select, (_SECRET_KEY,)).fetchone()
-    return bytes.fromhex(row[0])
 
 
 def _iso(at: datetime | str) -> str:

@@ -6,6 +6,9 @@ SIGTERM (or Ctrl+C) does not stop the listener at once, as plain uvicorn would: 
 keeps answering so that a load balancer sees `/ready` turn 503 while in-flight requests
 finish (up to `drain_timeout_s`); new requests get 503. Then uvicorn shuts down, the
 engines stop, and the process exits 0. A second signal stops at once.
+
+Auth fails closed: an empty key is an error, and a server that would listen off loopback
+without an API key refuses to start.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 import uvicorn
@@ -26,10 +30,10 @@ import uvicorn
 from cvml.errors import ConfigError, CvmlError
 from cvml.modelio import ModelRef, resolve_model
 from cvml.recipe import ServeSpec
-from cvml.serve.app import create_app
+from cvml.serve.app import create_app, is_loopback
 from cvml.serve.context import AppSettings, ServeContext
 from cvml.serve.pool import ModelPool, Opener, ServedModel
-from cvml.serve.requestlog import RequestLog
+from cvml.serve.requestlog import RequestLog, enforce_retention
 from cvml.serve.router import DEFAULT_EXPERIMENT
 from cvml.variants import Variant, parse_variants
 
@@ -140,6 +144,40 @@ def bind(host: str, port: int) -> socket.socket:
     return sock
 
 
+def check_keys(host: str, api_key: str | None, admin_key: str | None = None) -> None:
+    """Refuse what would leave the server open by mistake.
+
+    Raises:
+        ConfigError: an empty (or blank) key, or a host off loopback without an API key.
+    """
+    for flag, key in (("--api-key / CVML_API_KEY", api_key), ("--admin-key / CVML_ADMIN_KEY", admin_key)):
+        if key is not None and not key.strip():
+            raise ConfigError(
+                f"{flag} is empty", hint="an empty key does not turn auth off: give a real key, or unset it"
+            )
+    if api_key is None and not _loopback_host(host):
+        raise ConfigError(
+            f"refusing to listen on {host} (off loopback) without an API key",
+            hint="set --api-key KEY (or CVML_API_KEY), or keep --host 127.0.0.1",
+        )
+
+
+def _loopback_host(host: str) -> bool:
+    """An address or name that only this machine can reach (a name must resolve to loopback only)."""
+    if is_loopback(host.strip("[]")):
+        return True
+    try:
+        ipaddress.ip_address(host.strip("[]"))
+        return False  # an address, not loopback (0.0.0.0, ::, a LAN address)
+    except ValueError:
+        pass
+    try:
+        addresses = {info[4][0] for info in socket.getaddrinfo(host, None)}
+    except OSError:
+        return False
+    return bool(addresses) and all(is_loopback(address) for address in addresses)
+
+
 def build_context(
     spec: ServeSpec,
     *,
@@ -152,14 +190,16 @@ def build_context(
 
     Args:
         spec: the serve section.
-        api_key: required as a Bearer token on /v1 and /admin when set.
+        api_key: required as a Bearer token on /v1 when set (and on /admin without an admin key).
         opener: loads a version and starts its engine (default: the spec's engine).
         resolver: reference → version (default: the registry at $CVML_HOME).
         checks: the rewrite safety checks (default: `cvml.serve.checks.run_checks`).
 
     Raises:
-        ConfigError: bad variants or split, or `--engine vllm` without vLLM.
+        ConfigError: an empty key, off loopback without a key, bad variants or split, or
+            `--engine vllm` without vLLM.
     """
+    check_keys(spec.host, api_key)
     pool = ModelPool(
         variants_of(spec),
         opener or build_opener(spec),
@@ -170,13 +210,18 @@ def build_context(
     settings = AppSettings(
         api_key=api_key, max_new_tokens=spec.max_new_tokens, request_timeout_s=spec.request_timeout_s
     )
-    return ServeContext(pool, settings, RequestLog(spec.log_db, log_text=spec.log_text), checks=checks)
+    # Serving: a Postgres log without CVML_LOG_KEY refuses to start (replicas must share the key);
+    # a database that cannot be opened leaves the log degraded, and the server serves all the same.
+    request_log = RequestLog(spec.log_db, log_text=spec.log_text, serving=True)
+    return ServeContext(pool, settings, request_log, checks=checks)
 
 
 def _prepare(
-    spec: ServeSpec, ctx: ServeContext, on_ready: Callable[[Listening], None] | None
+    spec: ServeSpec, ctx: ServeContext, on_ready: Callable[[Listening], None] | None, admin_key: str | None = None
 ) -> tuple[_DrainingServer, socket.socket]:
-    """Resolve every reference (unknown names fail before a port is taken), bind, build uvicorn."""
+    """Check the keys, resolve every reference (unknown names fail before a port is taken),
+    bind, build uvicorn."""
+    check_keys(spec.host, ctx.settings.api_key, admin_key)
     refs = ctx.pool.resolve_all()
     sock = bind(spec.host, spec.port)
     host, port = sock.getsockname()[:2]
@@ -193,9 +238,14 @@ def _prepare(
         server.load_error = exc
         server.should_exit = True
 
-    app = create_app(ctx, refs=refs, watch_registry_s=spec.watch_registry_s, on_load_failed=failed, on_ready=ready)
+    app = create_app(
+        ctx, refs=refs, watch_registry_s=spec.watch_registry_s, on_load_failed=failed, on_ready=ready,
+        admin_key=admin_key, docs=spec.docs,
+    )
     config = uvicorn.Config(app, log_level="warning", access_log=False, timeout_graceful_shutdown=5, lifespan="on")
-    server = _DrainingServer(config, ctx, url, drain_timeout_s=spec.drain_timeout_s)
+    server = _DrainingServer(
+        config, ctx, url, drain_timeout_s=spec.drain_timeout_s, retention=timedelta(days=spec.log_retention_days)
+    )
     return server, sock
 
 
@@ -203,20 +253,23 @@ def serve(
     spec: ServeSpec,
     *,
     api_key: str | None = None,
+    admin_key: str | None = None,
     on_ready: Callable[[Listening], None] | None = None,
 ) -> None:
     """Serve until SIGTERM/SIGINT, then drain and return.
 
     Args:
         spec: the serve section (model or variants, engine, limits, log).
-        api_key: required as a Bearer token on /v1 and /admin when set.
+        api_key: required as a Bearer token on /v1 when set; needed off loopback.
+        admin_key: the only key /admin/* accept; without one they answer loopback clients only.
         on_ready: called once every variant is loaded, with the address and versions.
 
     Raises:
-        CvmlError: a reference that resolves to no model (before anything starts), a
-            model that fails to load, an address that cannot be bound, or vLLM missing.
+        CvmlError: an empty key or an exposed host without a key, a reference that resolves
+            to no model (before anything starts), a model that fails to load, an address
+            that cannot be bound, or vLLM missing.
     """
-    server, sock = _prepare(spec, build_context(spec, api_key=api_key), on_ready)
+    server, sock = _prepare(spec, build_context(spec, api_key=api_key), on_ready, admin_key)
     _log.info("cvml serve: %s (%s engine), loading %s", server.url, spec.engine, ", ".join(server.ctx.pool.variants))
     try:
         server.run(sockets=[sock])
@@ -236,12 +289,13 @@ class BackgroundServer:
 
     Args:
         spec: the serve section (port 0 picks a free port).
+        admin_key: the only key /admin/* accept (None: loopback clients only).
         **context: passed to `build_context` (api_key, opener, resolver, checks).
     """
 
-    def __init__(self, spec: ServeSpec, **context: Any):
+    def __init__(self, spec: ServeSpec, *, admin_key: str | None = None, **context: Any):
         self.ctx = build_context(spec, **context)
-        self._server, self._sock = _prepare(spec, self.ctx, None)
+        self._server, self._sock = _prepare(spec, self.ctx, None, admin_key)
         self.url = self._server.url
         self._thread = threading.Thread(target=self._run, name="cvml-serve", daemon=True)
 
@@ -284,11 +338,15 @@ class BackgroundServer:
 class _DrainingServer(uvicorn.Server):
     """uvicorn's Server with a drain between the first signal and the shutdown."""
 
-    def __init__(self, config: uvicorn.Config, ctx: ServeContext, url: str, drain_timeout_s: float):
+    def __init__(
+        self, config: uvicorn.Config, ctx: ServeContext, url: str, drain_timeout_s: float,
+        retention: timedelta | None = None,
+    ):  # fmt: skip
         super().__init__(config)
         self.ctx = ctx
         self.url = url
         self.drain_timeout_s = drain_timeout_s
+        self.retention = retention  # purge the request log by this age on start, then daily
         self.listening: Listening | None = None
         self.load_error: BaseException | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -296,7 +354,14 @@ class _DrainingServer(uvicorn.Server):
 
     async def serve(self, sockets=None) -> None:
         self._loop = asyncio.get_running_loop()
-        await super().serve(sockets)
+        retention = None
+        if self.retention is not None and self.ctx.request_log is not None:
+            retention = self._loop.create_task(enforce_retention(self.ctx.request_log, self.retention))
+        try:
+            await super().serve(sockets)
+        finally:
+            if retention is not None:
+                retention.cancel()
 
     def handle_exit(self, sig: int, frame) -> None:
         # First signal: drain. (uvicorn would stop listening at once, and re-raise the signal

@@ -84,8 +84,9 @@ def copy(source: str, destination: str, targets: Sequence[Target]) -> dict[str, 
     """Copy every row of the schemas present at `source` into `destination` (migrated first).
 
     The destination's tables must be empty: copying never merges two histories. Rows keep
-    their values (version numbers, event ids, the request log's HMAC secret, so user keys
-    still match and `forget` still finds a user).
+    their values (version numbers, event ids, the request log's key ids, so `forget` still
+    finds a user where the same key is available). Keys are never copied: they live apart
+    from the data (`Schema.never_copied` drops a secret an older cvml kept in the database).
 
     Raises:
         ConfigError: source and destination are the same, nothing to copy, or the
@@ -115,7 +116,9 @@ def copy(source: str, destination: str, targets: Sequence[Target]) -> dict[str, 
                 )
             counts = {}
             for table in tables:
-                rows = reader.execute(f"SELECT * FROM {table}{_ORDER.get(table, '')}").fetchall()
+                skip = schema.never_copied.get(table)
+                where = f" WHERE NOT ({skip})" if skip else ""
+                rows = reader.execute(f"SELECT * FROM {table}{where}{_ORDER.get(table, '')}").fetchall()
                 if rows:
                     columns = rows[0].keys()
                     writer.executemany(

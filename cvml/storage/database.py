@@ -44,6 +44,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.pool import NullPool
 
 from cvml.errors import CvmlError
+from cvml.paths import create_private_file, private_dir
 from cvml.storage.urls import StorageUrl
 
 PG_SCHEMA = "cvml"
@@ -65,6 +66,8 @@ class Schema:
         migrations: SQL statements; `{identity}` is an auto-numbered primary key column type.
         sqlite_pragmas: run on every new SQLite connection (e.g. secure_delete).
         error: the CvmlError subclass its failures are raised as (RegistryError, ...).
+        never_copied: rows `cvml db copy` leaves behind (e.g. a secret an older cvml kept
+            in the database), as {table: SQL condition}.
     """
 
     name: str
@@ -72,6 +75,7 @@ class Schema:
     migrations: tuple[tuple[str, ...], ...]
     sqlite_pragmas: tuple[str, ...] = ("PRAGMA foreign_keys = ON",)
     error: type[CvmlError] = field(default=CvmlError)  # what its failures are raised as
+    never_copied: dict[str, str] = field(default_factory=dict)  # table -> SQL condition of rows `cvml db copy` skips
 
     @property
     def version(self) -> int:
@@ -385,9 +389,15 @@ def _create_engine(url: StorageUrl, schema: Schema) -> Engine:
 
 def _sqlite_engine(url: StorageUrl, schema: Schema) -> Engine:
     path = Path(url.sqlite_path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    private_dir(path.parent)  # 0700 for the folders it creates
 
     def connect() -> sqlite3.Connection:
+        # A new file is made 0600 before SQLite opens it; its -wal and -shm files take that mode.
+        if not path.exists():
+            try:
+                create_private_file(path)
+            except OSError:
+                pass  # sqlite3 says why it cannot open the file, in the store's words
         # isolation_level=None: the driver opens no transaction of its own; `begin` below does.
         conn = sqlite3.connect(path, timeout=_BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False)
         for pragma in schema.sqlite_pragmas:

@@ -63,7 +63,9 @@ def finetune(
     Args:
         recipe: the validated recipe.
         resume: continue from the latest complete checkpoint in the run folder.
-        overwrite: start afresh even if the run folder already holds a run.
+        overwrite: start afresh even if the run folder already holds a run. A run folder
+            holding a registered model is kept as it is: the new run goes to a new folder
+            beside it (`<output_dir>-<UTC time>`, see `result.run_dir`).
         on_progress: told after every optimizer step (phase "train", done=step of
             total_steps, info "loss · eval · tok/s"); only the main process reports.
 
@@ -85,8 +87,9 @@ def finetune(
     started = time.time()
     device = resolve_device(recipe.model)
     accelerator = Accelerator(cpu=device == "cpu", mixed_precision=recipe.train.mixed_precision)
-    run_dir = recipe.output_dir
-    _prepare_run_dir(run_dir, resume, overwrite, accelerator)
+    run_dir = _prepare_run_dir(recipe.output_dir, resume, overwrite, accelerator)
+    if run_dir != recipe.output_dir:
+        recipe = _with_output_dir(recipe, run_dir)
     set_seed(recipe.seed)
 
     tokenizer = load_tokenizer(recipe.model)
@@ -254,22 +257,47 @@ def _progress_info(train_loss: float, eval_loss: float | None, tokens_per_s: flo
     return f"loss {train_loss:.3f}{evals} · {tokens_per_s:,.0f} tok/s"
 
 
-def _prepare_run_dir(run_dir: Path, resume: bool, overwrite: bool, accelerator) -> None:
+def _prepare_run_dir(run_dir: Path, resume: bool, overwrite: bool, accelerator) -> Path:
+    """The run folder to write: `run_dir` (emptied with --overwrite), or, when it holds a
+    registered model, a new folder beside it with --overwrite. A registered version's files
+    are never rewritten: --resume of such a run and a run without --overwrite are refused."""
     import shutil
+
+    from accelerate.utils import broadcast_object_list
+
+    from cvml.registry import Registry
+    from cvml.registry.integrity import new_folder_beside
 
     if resume and overwrite:
         raise ConfigError("--resume and --overwrite contradict each other", hint="Pick one.")
     has_run = (run_dir / "metrics.jsonl").exists() or (run_dir / "checkpoints").exists()
-    if has_run and not resume:
-        if not overwrite:
-            raise ConfigError(
-                f"{run_dir} already holds a run",
-                hint="Add --resume to continue it, --overwrite to start afresh, or set train.output_dir.",
-            )
-        if accelerator.is_main_process:
-            shutil.rmtree(run_dir)
+    # Every process asks, so all of them raise alike; the main process names a new folder.
+    held = [v.ref for v in Registry().registered_under(run_dir)] if run_dir.exists() else []
+    if held and resume:
+        raise ConfigError(
+            f"{run_dir} holds a finished run whose model is registered as {', '.join(held)}: resuming would rewrite it",
+            hint="Start a new run with --overwrite (it writes a new folder beside this one), or set train.output_dir.",
+        )
+    if (has_run or held) and not resume and not overwrite:
+        raise ConfigError(
+            f"{run_dir} already holds a run" + (f" (registered as {', '.join(held)})" if held else ""),
+            hint="Add --resume to continue it, --overwrite to start afresh"
+            + (" in a new folder beside it" if held else "") + ", or set train.output_dir.",
+        )
+    if held:
+        chosen = [str(new_folder_beside(run_dir)) if accelerator.is_main_process else None]
+        run_dir = Path(broadcast_object_list(chosen)[0])
+    elif has_run and not resume and accelerator.is_main_process:
+        shutil.rmtree(run_dir)
     accelerator.wait_for_everyone()
     run_dir.mkdir(parents=True, exist_ok=True)
+    return run_dir
+
+
+def _with_output_dir(recipe: Recipe, run_dir: Path) -> Recipe:
+    """The recipe with train.output_dir set to `run_dir` (braces escaped: it is a format string)."""
+    escaped = str(run_dir).replace("{", "{{").replace("}", "}}")
+    return recipe.model_copy(update={"train": recipe.train.model_copy(update={"output_dir": escaped})})
 
 
 def _truncate_metrics(path: Path, step: int) -> None:
