@@ -192,7 +192,8 @@ def store_backend(request, monkeypatch):
 def pytest_collection_modifyitems(config, items):
     """Mark the integration tier; GPU tests run where CUDA is, elsewhere they are skipped with the reason."""
     for item in items:
-        if INTEGRATION_FIXTURES & set(getattr(item, "fixturenames", ())) or "slow" in item.keywords:
+        on_postgres = getattr(item, "callspec", None) and item.callspec.params.get("store_backend") == "postgres"
+        if INTEGRATION_FIXTURES & set(getattr(item, "fixturenames", ())) or "slow" in item.keywords or on_postgres:
             item.add_marker(pytest.mark.integration)
     if not any("gpu" in item.keywords for item in items):
         return

@@ -42,7 +42,7 @@ def test_upgrade_is_idempotent_and_status_counts_rows(runner, store_backend, tmp
     Registry().register(_model(tmp_path), "cv", "base")
     status = json.loads(_db(runner, "status", "--json").stdout)["schemas"]
     assert status["registry"]["tables"]["model_versions"] == 1 and status["registry"]["pending"] == []
-    assert status["request log"]["tables"] == {"meta": 1, "requests": 0, "purges": 0}  # meta: key ids, never a key
+    assert status["request log"]["tables"] == {"meta": 0, "requests": 0, "purges": 0}  # never a key in meta
     if url:
         assert status["registry"]["database"].startswith("postgresql://cvml:***@127.0.0.1:")
 

@@ -126,7 +126,14 @@ def test_a_log_that_cannot_write_bounds_its_queue_keeps_no_raw_text_and_counts(t
     monkeypatch.setattr(requestlog, "_RETRIES_S", (0.5, 0.5))
     monkeypatch.setattr(requestlog, "_MAX_QUEUED", 40, raising=False)
     log = RequestLog(tmp_path / "requests.db")
-    writing, fail = threading.Event(), threading.Event()
+    writing, fail, proceed = threading.Event(), threading.Event(), threading.Event()
+
+    class Clock:  # the writer's backoff waits until the test has looked (no race on a slow machine)
+        @staticmethod
+        def sleep(seconds: float) -> None:
+            proceed.wait(10)
+
+    monkeypatch.setattr(requestlog, "time", Clock)
 
     def refuse(*args, **kwargs):  # the database hangs, then refuses
         writing.set()
@@ -151,6 +158,7 @@ def test_a_log_that_cannot_write_bounds_its_queue_keeps_no_raw_text_and_counts(t
     assert log.text_dropped == 40
     log.record(entry("late", input_text="zebracorn late"))  # the queue is still full
     assert _live_raw_entries("zebracorn") == 0 and log.dropped == 61
+    proceed.set()
     log.flush()
     assert log.failed_writes == 1 + 40 and log.health()["status"] == "degraded"
     assert "not logged" in caplog.text and "degraded" in caplog.text

@@ -29,11 +29,11 @@ from cvml.errors import ConfigError, CvmlError
 from cvml.modelio import ModelRef, resolve_model
 from cvml.recipe import ServeSpec
 from cvml.registry import Registry
-from cvml.serve.app import MAX_BODY_BYTES, create_app
-from cvml.serve.context import AppSettings, ServeContext
-from cvml.serve.checks import run_checks
-from cvml.serve.engine import Engine
 from cvml.serve import openai_schema as schema
+from cvml.serve.app import MAX_BODY_BYTES, create_app
+from cvml.serve.checks import run_checks
+from cvml.serve.context import AppSettings, ServeContext
+from cvml.serve.engine import Engine
 from cvml.serve.pool import ModelPool, ServedModel
 from cvml.serve.server import BackgroundServer
 from cvml.variants import parse_variants
@@ -262,7 +262,10 @@ def test_rewrite_checks_are_bounded_by_the_request_deadline(tmp_path, loaded, re
 
 def test_binding_off_loopback_without_an_api_key_is_refused(tmp_path, loaded, registry):
     spec = ServeSpec(model="tiny@1", host="0.0.0.0", port=0, log_db=str(tmp_path / "requests.db"))
-    resolver = lambda ref: resolve_model(ref, registry)  # noqa: E731
+
+    def resolver(ref):
+        return resolve_model(ref, registry)
+
     with pytest.raises(ConfigError) as info:
         BackgroundServer(spec, opener=opener(loaded), resolver=resolver)
     assert "0.0.0.0" in info.value.message and "--api-key" in info.value.hint
@@ -473,7 +476,8 @@ def test_a_non_streamed_request_is_aborted_when_its_client_leaves(tmp_path, load
         engine = server.ctx.pool.current["default"].engine
         body = {"messages": CHAT, "max_tokens": 300, "ignore_eos": True, "temperature": 0}
         with pytest.raises(httpx.ReadTimeout):
-            httpx.post(f"{server.url}/v1/chat/completions", json=body, headers=AUTH, timeout=httpx.Timeout(60, read=1.5))
+            timeout = httpx.Timeout(60, read=1.5)  # the client gives up mid-generation
+            httpx.post(f"{server.url}/v1/chat/completions", json=body, headers=AUTH, timeout=timeout)
         left = time.monotonic()
         while engine.num_running + engine.num_waiting and time.monotonic() - left < 5:
             time.sleep(0.02)

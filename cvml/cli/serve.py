@@ -31,7 +31,9 @@ def serve(
         None, "--admin-key", envvar="CVML_ADMIN_KEY", show_envvar=True,
         help="The only key /admin/* accept (without it they answer loopback clients only).",
     ),
-    docs: bool = typer.Option(None, "--docs", help="Serve /docs and /openapi.json (off by default).", show_default=False),
+    docs: bool = typer.Option(
+        None, "--docs", help="Serve /docs and /openapi.json (off by default).", show_default=False
+    ),
     variant: list[str] = typer.Option(None, "--variant", help="A/B arm NAME=REF (repeatable; needs --split)."),
     split: str = typer.Option(None, "--split", help="Traffic per variant in percent, in order: 90/10."),
     experiment: str = typer.Option(None, "--experiment", help="A/B experiment name (salts the sticky user hash)."),

@@ -429,7 +429,8 @@ async def _stream(gen: Generation, first: str | None, piece, final, include_usag
             if event.finished:
                 error = gen.failure(event)
                 if error is not None:
-                    body = {"error": {"message": public_message(error.message), "type": error_type(error.status), "param": None,
+                    message = public_message(error.message)
+                    body = {"error": {"message": message, "type": error_type(error.status), "param": None,
                                       "code": error.code, "request_id": gen.request_id}}
                     yield _event(body)
                     yield "data: [DONE]\n\n"
