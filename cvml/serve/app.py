@@ -271,7 +271,7 @@ async def ready(request: Request):
     """
     ctx = _context(request)
     ctx.require_ready()
-    body = {"status": "ready", "variants": {name: s.served_ref for name, s in ctx.pool.current.items()},
+    body = {"status": "ready", "variants": {name: s.public_ref for name, s in ctx.pool.current.items()},
             "request_log": "off" if ctx.request_log is None else "ok"}  # fmt: skip
     reason = None if ctx.request_log is None else ctx.request_log.degraded
     if reason is not None:
@@ -375,7 +375,7 @@ def note_reloads(ctx: ServeContext, outcomes: list[ReloadOutcome]) -> None:
 
 def publish_models(ctx: ServeContext) -> None:
     for name, served in ctx.pool.current.items():
-        ctx.metrics.set_model(name, served.served_ref, served.model_ref.version)
+        ctx.metrics.set_model(name, served.public_ref, served.model_ref.version)
 
 
 # ---------------------------------------------------------------------------- factory

@@ -154,11 +154,11 @@ class Generation:
             figures = engine_figures(stats)
             figures["finish_reason"] = self.finish_reason or stats.finish_reason or "cancelled"
             if stats.finished_at is not None:
-                self.ctx.metrics.observe(self.served.variant, self.served.served_ref, stats)
+                self.ctx.metrics.observe(self.served.variant, self.served.public_ref, stats)
         if checks is not None:
             for name, check in checks.items():
                 if check["flagged"]:
-                    self.ctx.metrics.checks_flagged.labels(self.served.served_ref, self.served.variant, name).inc()
+                    self.ctx.metrics.checks_flagged.labels(self.served.public_ref, self.served.variant, name).inc()
         self.ctx.record(
             LogEntry(
                 request_id=self.request_id,

@@ -219,7 +219,7 @@ class ModelPool:
     def engine_load(self) -> list[tuple[str, str, int, int]]:
         """(variant, model, running, waiting) of every engine, retiring ones included."""
         return [
-            (s.variant, s.served_ref, int(s.engine.num_running), int(s.engine.num_waiting))
+            (s.variant, s.public_ref, int(s.engine.num_running), int(s.engine.num_waiting))
             for s in [*self.current.values(), *self._retiring]
         ]
 
