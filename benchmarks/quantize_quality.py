@@ -12,9 +12,7 @@ The tiny demo model is small enough that per-layer overhead dominates, so the sa
 comparison runs on a larger random-weight Llama built here from a LlamaConfig (no download;
 weights are random, so only its speed means anything). The last line printed is one JSON object.
 
-    cvml tiny model --out /tmp/q/base && cvml tiny data --out /tmp/q/data
-    cvml curate recipes/tiny-cv.yaml --input /tmp/q/data/cv-raw.jsonl --out /tmp/q/curated --set model.base=/tmp/q/base
-    python benchmarks/quantize_quality.py --model /tmp/q/base --data /tmp/q/curated
+    python benchmarks/quantize_quality.py            # prepares the tiny base and a curated split itself
     python benchmarks/quantize_quality.py --model runs/tiny-cv --data data/tiny-cv      # a fine-tuned model
 """
 
@@ -31,10 +29,33 @@ import time
 from pathlib import Path
 
 
+def prepare_inputs(work: Path) -> tuple[str, str]:
+    """The tiny base (`cvml tiny model`) and a curated split of synthetic rows (`cvml tiny data`,
+    `cvml curate`), built once under `work` and reused."""
+    from cvml.curate.run import run_curate
+    from cvml.recipe import resolve_recipe
+    from cvml.tiny.model import build_base_model
+    from cvml.tiny.synth import write_synthetic_dataset
+
+    base, raw, curated = work / "base", work / "data", work / "curated"
+    if not (base / "config.json").is_file():
+        print(f"building the tiny base model at {base} ...", file=sys.stderr)
+        build_base_model(base, seed=0)
+    if not (curated / "validation.parquet").is_file():
+        print(f"writing synthetic rows and curating them into {curated} ...", file=sys.stderr)
+        rows = write_synthetic_dataset(raw, seed=0)["path"]
+        recipe = resolve_recipe(
+            Path(__file__).resolve().parents[1] / "recipes" / "tiny-cv.yaml", None,
+            {"curate.inputs": [str(rows)], "curate.output": str(curated), "model.base": str(base)},
+        )
+        run_curate(recipe)
+    return str(base), str(curated)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--model", required=True, help="Model folder, run folder or registered name to quantize.")
-    parser.add_argument("--data", required=True, help="Curated dataset folder (train + validation splits).")
+    parser.add_argument("--model", help="Model folder, run folder or registered name to quantize (default: prepared here).")
+    parser.add_argument("--data", help="Curated dataset folder, train + validation splits (default: prepared here).")
     parser.add_argument("--bits", type=int, default=4, help="Bits for gptq and rtn.")
     parser.add_argument("--group-size", type=int, default=64, help="Group size for gptq and rtn (must divide every layer's input size).")
     parser.add_argument("--desc-act", action="store_true", help="GPTQ act-order.")
@@ -51,6 +72,10 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="Proof-of-life sizes: few calibration/eval records, prompts and tokens.")
     parser.add_argument("--keep", action="store_true", help="Keep the work folder (quantized models, reports) instead of deleting it.")
     args = parser.parse_args()
+    if (args.model is None) != (args.data is None):
+        sys.exit("give both --model and --data, or neither (then the tiny base and a curated split are prepared here)")
+    if args.model is None:
+        args.model, args.data = prepare_inputs(Path(tempfile.gettempdir()) / "cvml-quantize-quality")
     if args.quick:
         args.calibration, args.eval, args.prompts, args.new_tokens, args.repeats = 16, 24, 2, 8, 1
 
