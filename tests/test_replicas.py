@@ -5,17 +5,12 @@ write one request log that `cvml logs stats` and `cvml abtest analyze` read whol
 from __future__ import annotations
 
 import json
-import os
-import queue
 import secrets
-import signal
 import subprocess
-import sys
-import threading
 import time
-from pathlib import Path
 
 import pytest
+from serve_process import ServeProcess
 
 from cvml.cli.main import app
 
@@ -24,64 +19,13 @@ USERS = [f"user-{i}" for i in range(40)]
 REWRITE = {"text": "Worked on the release process for the team", "task": "rewrite_bullet", "max_tokens": 2}
 
 
-class Replica:
-    """`cvml serve ... --port 0 --json` as a child process with its own CVML_HOME; only
-    CVML_DB_URL ties it to the others."""
-
-    def __init__(self, name: str, args: list[str], home: Path, db_url: str):
-        home.mkdir(parents=True, exist_ok=True)
-        self.name = name
-        self.stderr_path = home / "serve.stderr"
-        self._stderr = open(self.stderr_path, "w")  # noqa: SIM115 - open while the process runs
-        env = {**os.environ, "CVML_HOME": str(home), "CVML_DB_URL": db_url}
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "cvml", "serve", *args, "--port", "0", "--json"],
-            stdout=subprocess.PIPE, stderr=self._stderr, text=True, env=env,
-        )
-        self._lines: queue.Queue[str] = queue.Queue()
-        threading.Thread(target=lambda: [self._lines.put(line) for line in self.proc.stdout], daemon=True).start()
-        self.info: dict = {}
-        self.url = ""
-
-    def wait_ready(self, timeout_s: float) -> Replica:
-        text, deadline = "", time.monotonic() + timeout_s
-        while True:
-            try:
-                text += self._lines.get(timeout=max(0.0, deadline - time.monotonic()))
-                self.info = json.loads(text)
-                break
-            except json.JSONDecodeError:
-                continue
-            except queue.Empty:
-                self.proc.kill()
-                raise AssertionError(f"{self.name}: no ready line; stderr:\n{self.stderr()}") from None
-        self.url = self.info["url"]
-        return self
-
-    def stop(self, timeout_s: float = 60) -> int:
-        """SIGTERM: the server drains, closes the request log (writing what is queued) and exits."""
-        try:
-            if self.proc.poll() is None:
-                self.proc.send_signal(signal.SIGTERM)
-            return self.proc.wait(timeout_s)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            raise
-        finally:
-            self._stderr.close()
-
-    def stderr(self) -> str:
-        self._stderr.flush()
-        return self.stderr_path.read_text(errors="replace")
-
-
 def _cli(runner, *args: str) -> dict | list:
     result = runner.invoke(app, [*args, "--json"])
     assert result.exit_code == 0, f"cvml {' '.join(args)}: {result.stderr}"
     return json.loads(result.stdout)
 
 
-def _served_versions(client, replica: Replica) -> dict[str, int | None]:
+def _served_versions(client, replica: ServeProcess) -> dict[str, int | None]:
     """What each variant serves now, as the replica's /v1/models says."""
     cards = client.get(f"{replica.url}/v1/models").json()["data"]
     return {card["id"]: card["version"] for card in cards if card["id"] in ("a", "b")}
@@ -113,7 +57,8 @@ def test_two_replicas_on_one_postgres_agree_follow_promotions_and_share_one_log(
 
     args = ["--experiment", EXPERIMENT, "--watch-registry", "0.5", "--max-new-tokens", "2", "--device", "cpu",
             "--max-batch-size", "4"]
-    replicas = [Replica(f"replica-{i}", args, tmp_path / f"home-{i}", shared_db) for i in (1, 2)]
+    replicas = [ServeProcess(args, tmp_path / f"home-{i}", env={"CVML_DB_URL": shared_db}, wait=False, name=f"replica-{i}")
+                for i in (1, 2)]
     try:
         for replica in replicas:
             replica.wait_ready(timeout_s=120)
@@ -127,7 +72,7 @@ def test_two_replicas_on_one_postgres_agree_follow_promotions_and_share_one_log(
         responses: list[dict] = []  # every answer: replica, user, variant, version, request_id
         with httpx.Client(timeout=60) as client:
 
-            def ask(replica: Replica, user: str) -> dict:
+            def ask(replica: ServeProcess, user: str) -> dict:
                 response = client.post(f"{replica.url}/v1/cv/rewrite", json={**REWRITE, "user_id": user})
                 assert response.status_code == 200, (replica.name, response.text)
                 body = response.json()

@@ -69,7 +69,8 @@ def test_killed_run_resumes_exactly(make_recipe, tmp_path, lora_dropout):
 
 
 def test_resume_with_a_changed_recipe_is_refused(make_recipe, tmp_path):
-    path = make_recipe("changed", train={"max_steps": 6, "save_every": 3, "eval_every": 6})
+    # Not registered: a registered run is never resumed (tests/test_registry_integrity.py); this is about the recipe.
+    path = make_recipe("changed", train={"max_steps": 6, "save_every": 3, "eval_every": 6, "register_model": False})
     finetune(load_recipe(path))
     with pytest.raises(ResumeError, match="train.lr"):
         finetune(load_recipe(path, ["train.lr=0.1"]), resume=True)

@@ -11,11 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import queue
-import signal
-import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -23,6 +18,7 @@ from pathlib import Path
 import httpx
 import psutil
 import pytest
+from serve_process import ServeProcess
 from starlette.testclient import TestClient
 
 from cvml.errors import ConfigError, CvmlError
@@ -100,41 +96,6 @@ def bare_context(api_key: str | None = None) -> ServeContext:
 
 
 # ------------------------------------------------------------- 1. body and text limits
-
-
-class ServeProcess:
-    """`cvml serve ... --port 0 --json` as a child process; `info` is its ready line."""
-
-    def __init__(self, args: list[str], home: Path, timeout_s: float = 240):
-        home.mkdir(parents=True, exist_ok=True)
-        self.stderr_path = home / "serve.stderr"
-        self._stderr = open(self.stderr_path, "w")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "cvml", "serve", *args, "--port", "0", "--json"],
-            stdout=subprocess.PIPE, stderr=self._stderr, text=True, env={**os.environ, "CVML_HOME": str(home)},
-        )
-        lines: queue.Queue[str] = queue.Queue()
-        threading.Thread(target=lambda: [lines.put(line) for line in self.proc.stdout], daemon=True).start()
-        text, deadline = "", time.monotonic() + timeout_s
-        while True:
-            try:
-                text += lines.get(timeout=max(0.0, deadline - time.monotonic()))
-                self.info = json.loads(text)
-                break
-            except json.JSONDecodeError:
-                continue
-            except queue.Empty:
-                self.proc.kill()
-                raise AssertionError(f"no ready line; stderr:\n{self.stderr_path.read_text()}") from None
-        self.url = self.info["url"]
-
-    def stop(self) -> int:
-        try:
-            if self.proc.poll() is None:
-                self.proc.send_signal(signal.SIGTERM)
-            return self.proc.wait(60)
-        finally:
-            self._stderr.close()
 
 
 def test_a_chunked_50mb_body_is_413_with_the_server_memory_barely_moving(tmp_path, tiny_base):

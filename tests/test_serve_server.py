@@ -5,16 +5,13 @@ cvml puts in front of vLLM, checked against an OpenAI-compatible server that is 
 from __future__ import annotations
 
 import json
-import os
-import queue
 import signal
-import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
 
 import httpx
+from serve_process import ServeProcess
 
 from cvml.modelio import load_inference_tokenizer
 from cvml.recipe import ServeSpec
@@ -25,42 +22,6 @@ from cvml.serve.server import BackgroundServer
 from cvml.serve.vllm_engine import UpstreamEngine
 
 CHAT = [{"role": "user", "content": "Rewrite this CV bullet to be stronger:\nLed a team of five engineers"}]
-
-
-class ServeProcess:
-    """`cvml serve ... --port 0 --json` as a child process; `info` is its ready line."""
-
-    def __init__(self, args: list[str], home: Path, env: dict[str, str] | None = None, timeout_s: float = 240):
-        self.stderr_path = home / "serve.stderr"
-        home.mkdir(parents=True, exist_ok=True)
-        self.stderr = open(self.stderr_path, "w")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "cvml", "serve", *args, "--port", "0", "--json"],
-            stdout=subprocess.PIPE, stderr=self.stderr, text=True,
-            env={**os.environ, "CVML_HOME": str(home), **(env or {})},
-        )
-        lines: queue.Queue[str] = queue.Queue()
-        threading.Thread(target=lambda: [lines.put(line) for line in self.proc.stdout], daemon=True).start()
-        text, deadline = "", time.monotonic() + timeout_s
-        while True:
-            try:
-                text += lines.get(timeout=max(0.0, deadline - time.monotonic()))
-                self.info = json.loads(text)
-                break
-            except json.JSONDecodeError:
-                continue
-            except queue.Empty:
-                self.proc.kill()
-                raise AssertionError(f"no ready line; stderr:\n{self.stderr_path.read_text()}") from None
-        self.url = self.info["url"]
-
-    def stop(self) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-        try:
-            return self.proc.wait(60)
-        finally:
-            self.stderr.close()
 
 
 def test_sigterm_turns_ready_503_lets_streams_finish_and_exits_0(tmp_path, tiny_base):
