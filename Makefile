@@ -47,7 +47,7 @@ demo: install $(TINY_BASE)/config.json $(TINY_DATA)
 test: install
 	$(BIN)/python scripts/pg_server.py run -- $(BIN)/pytest -q
 
-# The unit tier alone (no model built or loaded): under 30 s.
+# The unit tier alone: no model built or loaded, no database server.
 test-fast: install
 	$(BIN)/pytest -q -m "not integration and not gpu"
 
