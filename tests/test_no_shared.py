@@ -15,11 +15,11 @@ SKIP_DIRS = {".git", ".venv", "__pycache__", ".pytest_cache", "artifacts", "runs
 _WORD = "sha" + "red"
 _Q = "[\"']"
 PATTERN = re.compile("|".join((
-    r"\.\./" + _WORD,                                      # ../shared
-    _WORD + r"/data",                                      # shared/data
-    r"/\s*" + _Q + _WORD + _Q,                             # / "shared" (pathlib joins, parents[n] / ...)
-    _Q + r"\.\." + _Q + r"\s*,\s*" + _Q + _WORD + _Q,      # Path("..", "shared"), os.path.join
-    _Q + _WORD + _Q + r"\s*[,/]\s*" + _Q + "data",          # "shared", "data"
+    r"\.\./" + _WORD,                                      # the folder beside, relative
+    _WORD + r"/data",                                      # its data folder
+    r"/\s*" + _Q + _WORD + _Q,                             # a pathlib join with the folder's name
+    _Q + r"\.\." + _Q + r"\s*,\s*" + _Q + _WORD + _Q,      # Path("..", name), os.path.join
+    _Q + _WORD + _Q + r"\s*[,/]\s*" + _Q + "data",          # (name, "data")
 )))
 
 
