@@ -304,6 +304,17 @@ class ServeSpec(Section):
         None, gt=0, description="Poll the registry this often and swap in re-pointed aliases (no restart)."
     )
     docs: bool = Field(False, description="Serve /docs and /openapi.json (off by default: they map the whole API).")
+    grounding: Literal["off", "numbers", "strict"] = Field(
+        "strict",
+        description="Default grounding of /v1/cv/rewrite: numbers = only numbers the text or job description holds "
+        "can be generated; strict = numbers and names (capitalised words, degrees) too; off = free decoding.",
+    )
+    guard: Literal["flag", "retry", "block"] = Field(
+        "retry",
+        description="Default guard of /v1/cv/rewrite when a check fails: flag = return it flagged; retry = resample "
+        "(up to guard_retries times, within the deadline), then block; block = return the text unchanged.",
+    )
+    guard_retries: int = Field(2, ge=0, le=8, description="Resamples the retry guard may take.")
 
 
 class GuardrailSpec(Section):

@@ -284,7 +284,7 @@ def test_every_request_is_logged_with_engine_figures(ab, client, oai):
     assert (row["task"], row["output_text"] is not None) == ("rewrite_bullet", True)
     assert row["pii_leak"] == body["checks"]["pii_leak"]["flagged"]
     assert row["fabrication"] == body["checks"]["fabrication"]["flagged"]
-    assert row["checks"] == body["checks"]
+    assert row["checks"] == {**body["checks"], "guard": body["guard"]}
 
 
 def test_log_stores_redacted_text_only(ab, client):

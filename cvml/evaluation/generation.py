@@ -34,12 +34,14 @@ def generate_outputs(
     batch_size: int = DEFAULT_BATCH_SIZE,
     on_progress: OnProgress | None = None,
     phase: str = "generate",
+    grounding: str = "off",
 ) -> list[str]:
     """Greedy outputs of a `cvml.modelio.LoadedModel`, one per item, in the items' order
     (see `generate_greedy`)."""
     return generate_greedy(
         loaded.model, loaded.tokenizer, items, device=loaded.device, context_length=loaded.context_length,
         max_new_tokens=max_new_tokens, batch_size=batch_size, on_progress=on_progress, phase=phase,
+        grounding=grounding,
     )
 
 
@@ -54,6 +56,7 @@ def generate_greedy(
     batch_size: int = DEFAULT_BATCH_SIZE,
     on_progress: OnProgress | None = None,
     phase: str = "generate",
+    grounding: str = "off",
 ) -> list[str]:
     """Greedy outputs, one per item, in the items' order.
 
@@ -67,6 +70,9 @@ def generate_greedy(
         context_length: the model's context; prompts that do not fit with max_new_tokens
             are an error (None: not checked).
         on_progress: reports `phase` with the items done after each batch.
+        grounding: "off", "numbers" or "strict": each item's output may only state the
+            numbers (strict: and names) its source and job description hold
+            (`cvml.safety.grounding`), as `cvml serve` decodes with that setting.
 
     Raises:
         DataError: a prompt plus max_new_tokens exceeds the model's context.
@@ -88,13 +94,31 @@ def generate_greedy(
         pad = [[tokenizer.pad_token_id] * (width - len(ids[i])) for i in chunk]
         input_ids = torch.tensor([p + ids[i] for p, i in zip(pad, chunk)], device=device)
         mask = torch.tensor([[0] * len(p) + [1] * len(ids[i]) for p, i in zip(pad, chunk)], device=device)
+        extra = {}
+        if grounding != "off":
+            extra["logits_processor"] = _grounding_processor(tokenizer, [items[i] for i in chunk], grounding, width,
+                                                             max_new_tokens, stops)
         with torch.inference_mode():
-            out = model.generate(input_ids=input_ids, attention_mask=mask, generation_config=config)
+            out = model.generate(input_ids=input_ids, attention_mask=mask, generation_config=config, **extra)
         for i, row in zip(chunk, out[:, width:].tolist()):
             end = next((k for k, tok in enumerate(row) if tok in stops), len(row))
             outputs[i] = tokenizer.decode(row[:end], skip_special_tokens=False).strip()
         progress.update(min(start + batch_size, len(order)))
     return outputs
+
+
+def _grounding_processor(tokenizer, items, mode: str, width: int, max_new_tokens: int, stops):
+    from transformers import LogitsProcessorList
+
+    from cvml.safety.grounding import GroundingConstraint, grounding_facts, token_table
+    from cvml.safety.grounding.processor import GroundingLogitsProcessor
+
+    table = token_table(tokenizer, stops)
+    constraints = [
+        GroundingConstraint(table, grounding_facts(it.source_text, it.job_description, mode), max_new_tokens)
+        for it in items
+    ]
+    return LogitsProcessorList([GroundingLogitsProcessor(constraints, width)])
 
 
 def _greedy_config(model, tokenizer, max_new_tokens: int):

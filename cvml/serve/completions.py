@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import anyio
@@ -25,6 +25,7 @@ from cvml.prompts import render_chat
 from cvml.serve import openai_schema as api
 from cvml.serve.context import ServeContext
 from cvml.serve.errors import ApiError, error_type, from_engine_error, public_message
+from cvml.serve.guard import GuardOutcome, retry_params
 from cvml.serve.pool import ServedModel
 from cvml.serve.requestlog import LogEntry, engine_figures
 from cvml.serve.types import EngineError, GenerationRequest, SamplingParams, TokenEvent
@@ -60,6 +61,7 @@ class Generation:
         user_id: str | None,
         input_text: str | None,
         task: str | None = None,
+        constraint: Callable[[int], Any] | None = None,
     ):
         self.ctx = ctx
         self.served = served
@@ -71,6 +73,9 @@ class Generation:
         self.user_id = user_id
         self.input_text = input_text
         self.task = task
+        self.make_constraint = constraint  # max_new_tokens -> a fresh token constraint per attempt
+        self.constraint: Any = None
+        self.earlier_tokens = 0  # completion tokens of the attempts before the current one
         self.handle: Any = None
         self.finish_reason: str | None = None
         self.deadline: float | None = None  # time.monotonic() past which the request is 504
@@ -87,12 +92,28 @@ class Generation:
         Raises:
             ApiError: the engine refuses (413, 429, 503); the refusal is recorded.
         """
-        self.deadline = deadline = time.monotonic() + self.ctx.settings.request_timeout_s
+        self.deadline = time.monotonic() + self.ctx.settings.request_timeout_s
         self.ctx.pool.acquire(self.served)
         self._leased = True
+        self._submit()
+
+    def resubmit(self, params: SamplingParams) -> None:
+        """Generate again (the retry guard), under the same lease, deadline and record.
+
+        Raises:
+            ApiError: the engine refuses; the refusal is recorded.
+        """
+        self.earlier_tokens += self.handle.stats.completion_tokens
+        self._note_refused()
+        self.params, self.finish_reason = params, None
+        self._submit()
+
+    def _submit(self) -> None:
+        self.constraint = self.make_constraint(self.params.max_new_tokens) if self.make_constraint else None
         try:
             self.handle = self.served.engine.submit(
-                GenerationRequest(self.prompt_ids, self.params, request_id=self.request_id, deadline=deadline)
+                GenerationRequest(self.prompt_ids, self.params, request_id=self.request_id, deadline=self.deadline,
+                                  constraint=self.constraint)
             )
         except EngineError as exc:
             error = from_engine_error(exc, self.prompt_param, self.headers)
@@ -129,8 +150,14 @@ class Generation:
 
     def usage(self) -> api.Usage:
         stats = self.handle.stats
-        prompt, completion = stats.prompt_tokens, stats.completion_tokens
+        prompt, completion = stats.prompt_tokens, stats.completion_tokens + self.earlier_tokens
         return api.Usage(prompt_tokens=prompt, completion_tokens=completion, total_tokens=prompt + completion)
+
+    def _note_refused(self) -> None:
+        if self.constraint is not None and self.constraint.refused:
+            labels = (self.served.public_ref, self.served.variant)
+            self.ctx.metrics.grounding_refused.labels(*labels).inc(self.constraint.refused)
+            self.constraint.refused = 0
 
     def close(
         self,
@@ -155,9 +182,10 @@ class Generation:
             figures["finish_reason"] = self.finish_reason or stats.finish_reason or "cancelled"
             if stats.finished_at is not None:
                 self.ctx.metrics.observe(self.served.variant, self.served.public_ref, stats)
+        self._note_refused()
         if checks is not None:
             for name, check in checks.items():
-                if check["flagged"]:
+                if isinstance(check, dict) and check.get("flagged"):
                     self.ctx.metrics.checks_flagged.labels(self.served.public_ref, self.served.variant, name).inc()
         self.ctx.record(
             LogEntry(
@@ -180,8 +208,9 @@ class Generation:
             )
         )
 
-    async def run_to_text(self, request: Request) -> str:
-        """open + collect, recording a failure on the way out (the caller closes on success).
+    async def run_to_text(self, request: Request, params: SamplingParams | None = None) -> str:
+        """open + collect (`params`: resubmit with them instead, for a retry), recording a
+        failure on the way out (the caller closes on success).
 
         While it waits on the engine it watches the connection: a client that leaves
         aborts the generation at once (the engine drops it at its next step).
@@ -189,7 +218,10 @@ class Generation:
         Raises:
             ApiError: as `collect`, or 499 when the client disconnected (nobody reads it).
         """
-        self.open()
+        if params is None:
+            self.open()
+        else:
+            self.resubmit(params)
         text: str | None = None
         failure: Exception | None = None
         gone = False
@@ -349,18 +381,30 @@ async def rewrite(body: api.RewriteRequest, request: Request):
             param="text", code="text_too_long",
         )
     served = ctx.pick(body.model, body.user_id)
-    prompt_ids = await anyio.to_thread.run_sync(chat_prompt_ids, served.tokenizer, body.messages())
+    grounding = body.grounding or ctx.settings.grounding
+    if not getattr(served.engine, "supports_constraints", False):
+        grounding = "off"  # an engine that cannot constrain decoding (vLLM): the guard still checks
+    prompt_ids, make_constraint = await anyio.to_thread.run_sync(_rewrite_prompt, served, body, grounding)
     params = sampling(ctx, body, len(prompt_ids), served.context_length, 0.0)
     source = body.text if body.job_description is None else f"{body.text}\n{body.job_description}"
     gen = Generation(
         ctx, request, served, "/v1/cv/rewrite", prompt_ids, params,
-        prompt_param="text", user_id=body.user_id, input_text=source, task=body.task,
+        prompt_param="text", user_id=body.user_id, input_text=source, task=body.task, constraint=make_constraint,
     )
+    outcome = GuardOutcome(body.guard or ctx.settings.guard, grounding)
     output = await gen.run_to_text(request)
     checks = await _checked(gen, output, body)
-    gen.close(200, output=output, checks=checks)
+    outcome.observe(checks)
+    seed = body.seed if body.seed is not None else int(gen.request_id.encode().hex()[:15], 16)
+    while outcome.should_retry(ctx.settings.guard_retries, gen.deadline):
+        output = await gen.run_to_text(request, retry_params(params, outcome.attempts, seed))
+        checks = await _checked(gen, output, body)
+        outcome.observe(checks)
+    guard = outcome.to_dict()
+    gen.close(200, output=output, checks={**checks, "guard": guard})
+    ctx.metrics.guard.labels(served.public_ref, served.variant, outcome.action).inc()
     response = api.RewriteResponse(
-        output=output,
+        output=body.text if outcome.action == "blocked" else output,
         model=served.model_ref.name,
         version=served.model_ref.version,
         variant=served.variant,
@@ -368,8 +412,21 @@ async def rewrite(body: api.RewriteRequest, request: Request):
         finish_reason=_openai_finish(gen.finish_reason),
         usage=gen.usage(),
         checks=api.Checks.model_validate(checks),
+        guard=api.Guard.model_validate(guard),
     )
     return JSONResponse(response.model_dump(), headers=gen.headers)
+
+
+def _rewrite_prompt(served: ServedModel, body: api.RewriteRequest, grounding: str):
+    """The rewrite's prompt ids, and what makes each attempt's grounding constraint (None: off)."""
+    prompt_ids = chat_prompt_ids(served.tokenizer, body.messages())
+    if grounding == "off":
+        return prompt_ids, None
+    from cvml.safety.grounding import GroundingConstraint, grounding_facts, token_table
+
+    table = token_table(served.tokenizer, getattr(served.engine, "eos_ids", None))
+    facts = grounding_facts(body.text, body.job_description, grounding)
+    return prompt_ids, lambda max_new_tokens: GroundingConstraint(table, facts, max_new_tokens)
 
 
 async def _checked(gen: Generation, output: str, body: api.RewriteRequest) -> dict[str, Any]:

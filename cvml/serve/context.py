@@ -29,11 +29,15 @@ class AppSettings:
         api_key: required as `Authorization: Bearer ...` on /v1 and /admin when set.
         max_new_tokens: default and cap of new tokens per request.
         request_timeout_s: per-request deadline (504 past it).
+        grounding, guard, guard_retries: the rewrite's defaults (`serve.grounding`, ...).
     """
 
     api_key: str | None = None
     max_new_tokens: int = 128
     request_timeout_s: float = 30.0
+    grounding: str = "strict"
+    guard: str = "retry"
+    guard_retries: int = 2
 
 
 class ServeContext:

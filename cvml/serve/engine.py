@@ -201,6 +201,7 @@ class Engine:
         self.batch_wait_s = batch_wait_ms / 1000
         self.num_threads = num_threads
         self.on_finish: list[Callable[[RequestHandle], None]] = []
+        self.supports_constraints = True  # a request's token constraint (grounded decoding) is applied
 
         config = self.model.config
         layers = DynamicCache(config=config).layers
@@ -429,7 +430,7 @@ class Engine:
         kv, logits = self._forward_prompts(ids, mask, positions)
         sampling = SamplingBatch(self.vocab_size, sorted(self.eos_ids), self.default_penalty, self.device)
         for sequence in sequences:
-            sampling.add(sequence.params, sequence.request.prompt_ids)
+            sampling.add(sequence.params, sequence.request.prompt_ids, sequence.request.constraint)
         tokens, failed = self._sample(sampling, logits)
         sampling.observe(tokens)
         keep = self._accept(sequences, tokens.tolist(), failed)

@@ -134,6 +134,14 @@ class ServeMetrics:
         self.checks_flagged = Counter(
             "cvml_checks_flagged", "Domain responses flagged by a safety check.", (*_LABELS, "check"), registry=r
         )
+        self.guard = Counter(
+            "cvml_guard_outcomes", "Rewrites by guard outcome (passed, retried, flagged, blocked).",
+            (*_LABELS, "action"), registry=r,
+        )
+        self.grounding_refused = Counter(
+            "cvml_grounding_refused_tokens", "Tokens the model ranked first that grounded decoding refused.",
+            _LABELS, registry=r,
+        )
         self.reloads = Counter(
             "cvml_model_reloads", "Reload attempts per variant by outcome (swapped, unchanged, failed).",
             ("variant", "outcome"), registry=r,

@@ -151,6 +151,16 @@ class RewriteRequest(DomainModel):
     max_tokens: int | None = Field(None, ge=1, description="New tokens at most (capped by the server).")
     temperature: float = Field(0.0, ge=0, le=2, description="0 (default) = greedy, the same answer every time.")
     seed: int | None = Field(None, ge=0, le=MAX_SEED)
+    grounding: Literal["off", "numbers", "strict"] | None = Field(
+        None,
+        description="Decoding may state only the numbers (numbers) or the numbers and names (strict) of text and "
+        "job_description; default: the server's serve.grounding.",
+    )
+    guard: Literal["flag", "retry", "block"] | None = Field(
+        None,
+        description="When a check fails: return the output flagged (flag), resample until the checks pass and block "
+        "if none does (retry), or return the text unchanged (block); default: the server's serve.guard.",
+    )
 
     @model_validator(mode="after")
     def _job_for_tailoring(self) -> RewriteRequest:
@@ -299,6 +309,16 @@ class Checks(BaseModel):
     fabrication: FabricationCheck
 
 
+class Guard(BaseModel):
+    action: Literal["passed", "flagged", "retried", "blocked"] = Field(
+        description="passed: the first output passed the checks; retried: a resampled one did; flagged: it failed "
+        "and is returned with its flags (guard flag); blocked: every attempt failed and `output` is the text unchanged."
+    )
+    attempts: int = Field(description="Outputs generated and checked.")
+    reasons: list[str] = Field(description="The checks that failed, over all attempts (fabrication, pii_leak, ...).")
+    grounding: Literal["off", "numbers", "strict"] = Field(description="The grounding decoding ran under.")
+
+
 class RewriteResponse(BaseModel):
     output: str
     model: str = Field(description="The registry name (or folder) of the model that answered.")
@@ -308,6 +328,7 @@ class RewriteResponse(BaseModel):
     finish_reason: str
     usage: Usage
     checks: Checks
+    guard: Guard
 
 
 class FeedbackResponse(BaseModel):

@@ -6,6 +6,11 @@ batch). The repetition penalty and end-of-sequence masking work as transformers'
 `RepetitionPenaltyLogitsProcessor` and `MinNewTokensLengthLogitsProcessor` do, so a greedy
 row returns exactly what `model.generate(do_sample=False)` returns for that request alone.
 The per-row settings are kept as tensors that are rebuilt only when rows join or leave.
+
+A row may carry a token constraint (grounded decoding, `cvml.safety.grounding`): its
+token is one the constraint allows, applied after the penalties as a logits processor
+would be. A greedy row takes the best-scoring allowed token; a sampled row whose draw is
+refused draws again over the allowed tokens alone (temperature and top-p taken over them).
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ class SamplingBatch:
         self.eos_ids = torch.tensor(sorted(eos_ids), dtype=torch.long, device=self.device)
         self.params: list[SamplingParams] = []
         self.generators: list[torch.Generator | None] = []
+        self.constraints: list = []
         # seen[i, t]: token t occurs in row i's prompt or output (for the repetition penalty).
         self.seen = torch.zeros((0, vocab_size), dtype=torch.bool, device=self.device)
         self._tensors: dict[str, torch.Tensor] | None = None
@@ -41,8 +47,8 @@ class SamplingBatch:
     def rows(self) -> int:
         return len(self.params)
 
-    def add(self, params: SamplingParams, prompt_ids: list[int]) -> None:
-        """Append one row."""
+    def add(self, params: SamplingParams, prompt_ids: list[int], constraint=None) -> None:
+        """Append one row (`constraint`: its token constraint, or None)."""
         generator = None
         if params.temperature > 0:
             generator = torch.Generator(device=self.device)
@@ -55,12 +61,14 @@ class SamplingBatch:
         self.seen = torch.cat([self.seen, row])
         self.params.append(params)
         self.generators.append(generator)
+        self.constraints.append(constraint)
         self._tensors = None
 
     def extend(self, other: SamplingBatch) -> None:
         """Append the rows of `other` after ours."""
         self.params.extend(other.params)
         self.generators.extend(other.generators)
+        self.constraints.extend(other.constraints)
         self.seen = torch.cat([self.seen, other.seen])
         self._tensors = None
 
@@ -68,12 +76,16 @@ class SamplingBatch:
         """Keep only `rows`, in that order."""
         self.params = [self.params[i] for i in rows]
         self.generators = [self.generators[i] for i in rows]
+        self.constraints = [self.constraints[i] for i in rows]
         self.seen = self.seen[torch.tensor(rows, dtype=torch.long, device=self.device)]
         self._tensors = None
 
     def observe(self, tokens: torch.Tensor) -> None:
         """Record the token each row just produced."""
         self.seen[torch.arange(self.rows, device=self.device), tokens] = True
+        for constraint, token in zip(self.constraints, tokens.tolist()):
+            if constraint is not None:
+                constraint.advance(token)
 
     def sample(self, logits: torch.Tensor, rows: list[int] | None = None) -> torch.Tensor:
         """Next token of each row.
@@ -92,8 +104,9 @@ class SamplingBatch:
             t = {key: value.index_select(0, index) for key, value in t.items()}
             params = [self.params[i] for i in rows]
             generators = [self.generators[i] for i in rows]
+            constraints = [self.constraints[i] for i in rows]
         else:
-            params, generators = self.params, self.generators
+            params, generators, constraints = self.params, self.generators, self.constraints
         scores = logits.float()
         if bool(t["penalised"].any()):
             penalty = t["penalty"].unsqueeze(1)
@@ -110,6 +123,9 @@ class SamplingBatch:
             tokens[index] = _sample_top_p(
                 scores.index_select(0, index), t["temperature"][index], t["top_p"][index], draws
             )
+        for row, constraint in enumerate(constraints):
+            if constraint is not None and not constraint.allows(int(tokens[row])):
+                tokens[row] = _constrained(constraint, scores[row], params[row], generators[row], t, row)
         return tokens
 
     def _state(self) -> dict[str, torch.Tensor]:
@@ -128,6 +144,19 @@ class SamplingBatch:
                 "ignore_eos": tensor([p.ignore_eos for p in self.params], torch.bool),
             }
         return {**self._tensors, "seen": self.seen}
+
+
+def _constrained(constraint, scores: torch.Tensor, params: SamplingParams, generator, t: dict, row: int) -> int:
+    """The token of a row whose first choice its constraint refused. When nothing is
+    allowed the first choice stands (the caller's checks see the result)."""
+    if params.temperature <= 0:
+        chosen = constraint.choose_greedy(scores)
+        return chosen if chosen >= 0 else int(scores.argmax())
+    masked = constraint.masked(scores).unsqueeze(0)
+    if not bool(torch.isfinite(masked).any()):
+        return int(scores.argmax())
+    draw = torch.rand((), generator=generator, device=scores.device).unsqueeze(0)
+    return int(_sample_top_p(masked, t["temperature"][row : row + 1], t["top_p"][row : row + 1], draw)[0])
 
 
 def _sample_top_p(scores: torch.Tensor, temperature: torch.Tensor, top_p: torch.Tensor, draws: torch.Tensor):

@@ -208,7 +208,8 @@ def build_context(
         drain_timeout_s=spec.drain_timeout_s,
     )
     settings = AppSettings(
-        api_key=api_key, max_new_tokens=spec.max_new_tokens, request_timeout_s=spec.request_timeout_s
+        api_key=api_key, max_new_tokens=spec.max_new_tokens, request_timeout_s=spec.request_timeout_s,
+        grounding=spec.grounding, guard=spec.guard, guard_retries=spec.guard_retries,
     )
     # Serving: a Postgres log without CVML_LOG_KEY refuses to start (replicas must share the key);
     # a database that cannot be opened leaves the log degraded, and the server serves all the same.

@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 import uuid
 from dataclasses import dataclass, field
+from typing import Any
 
 from cvml.errors import CvmlError
 
@@ -44,6 +45,9 @@ class GenerationRequest:
     # time.monotonic() after which the request is abandoned (finish_reason "deadline").
     deadline: float | None = None
     arrival: float = field(default_factory=time.monotonic)
+    # A token constraint the engine applies after sampling's penalties (grounded decoding:
+    # `cvml.safety.grounding.GroundingConstraint`); None leaves the request free.
+    constraint: Any = None
 
 
 @dataclass(frozen=True)
