@@ -118,6 +118,14 @@ class FilterSpec(Section):
     enabled: bool = Field(True, description="Apply the CV-text quality filters.")
     min_target_words: int = Field(3, ge=1, description="Targets with fewer words are trivial.")
     languages: list[str] = Field(default_factory=lambda: ["en"], description="Accepted languages (ISO 639-1).")
+    grounded: bool = Field(
+        True, description="Remove pairs whose target states facts (numbers, employers, degrees) the inputs lack."
+    )
+    harmful: bool = Field(
+        True,
+        description="Remove pairs whose target states a protected attribute the source lacks or abusive language, "
+        "and pairs whose inputs carry a prompt injection.",
+    )
 
 
 class DecontamSpec(Section):
@@ -261,6 +269,14 @@ class BenchSpec(Section):
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field("auto", description="Weight dtype for the bench.")
     eval_data: str | None = Field(None, description="Eval records (.jsonl or curated folder); default: curate output's test split.")
     eval_samples: int = Field(64, ge=1, description="Eval records scored for quality.")
+    grounding: Literal["off", "numbers", "strict"] = Field(
+        "strict", description="Grounding quality is measured under (as `serve.grounding` serves it)."
+    )
+    grounding_compare: bool = Field(
+        True,
+        description="Also generate with grounding off, so `safety.*` reports the fabrication, PII-leak and harmful "
+        "rates both ways (`safety.fabrication_rate_off`, ...).",
+    )
     bias_probe: bool = Field(True, description="Run the counterfactual name-swap bias probe.")
     bias_names_dir: str | None = Field(None, description="Folder of the bias-names data (default: the data shipped with cvml).")
     bias_templates: int | None = Field(

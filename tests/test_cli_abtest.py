@@ -33,8 +33,9 @@ def fake_offline(monkeypatch):
 
     calls = {}
 
-    def run(a, b, data, spec, metrics=None, split="test", device="auto", seed=0, on_progress=None):
-        calls.update(a=a, b=b, data=data, spec=spec, metrics=metrics, split=split)
+    def run(a, b, data, spec, metrics=None, split="test", device="auto", seed=0, on_progress=None,
+            grounding=("off", "off")):
+        calls.update(a=a, b=b, data=data, spec=spec, metrics=metrics, split=split, grounding=grounding)
         rng = np.random.default_rng(0)
         base = rng.uniform(30, 70, 40)
         rows_a = [{"id": str(i), "task": "summary", "chrf": base[i], "fabrication_rate": 0.0, "pii_leak_rate": 0.0}
@@ -70,10 +71,17 @@ def test_offline_json_report_and_flag_precedence(runner, fake_offline, tmp_path)
 
 def test_offline_table_and_default_folder(runner, fake_offline, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    result = runner.invoke(app, ["abtest", "offline", "--a", "cv@prod", "--b", "runs/new", "--data", "d.jsonl"])
+    result = runner.invoke(app, ["abtest", "offline", "--a", "cv@prod", "--b", "runs/new", "--data", "d.jsonl",
+                                 "--grounding-b", "strict"])
     assert result.exit_code == 0, result.stderr
     assert "Decision: SHIP" in result.stdout and "chrf" in result.stdout
+    assert fake_offline["grounding"] == ("off", "strict")
     assert (tmp_path / "abtest" / "offline-cv_prod-vs-new" / "report.json").is_file()
+
+
+def test_offline_grounding_must_be_a_mode(runner, fake_offline):
+    result = runner.invoke(app, ["abtest", "offline", "--a", "x", "--b", "y", "--data", "d", "--grounding-b", "on"])
+    assert result.exit_code == 2 and "--grounding-b must be off, numbers or strict" in result.stderr
 
 
 def test_offline_without_data_is_a_usage_error(runner, fake_offline):

@@ -217,13 +217,15 @@ def test_stop_sequence_ends_the_text_before_it(oai):
 
 def test_rewrite_reports_variant_version_and_the_safety_checks(client):
     text, job = "Led a team of 5 engineers at Acme Corp", "Engineering manager, Python"
-    response = rewrite(client, "user-1", max_tokens=16, text=text, task="tailor_section", job_description=job)
+    response = rewrite(client, "user-1", max_tokens=16, text=text, task="tailor_section", job_description=job,
+                       guard="flag")  # the output as generated, whatever the checks find
     assert response.status_code == 200
     body = response.json()
     assert body["request_id"] == response.headers["x-request-id"]
     assert body["variant"] == response.headers["x-cvml-variant"]
     assert (body["model"], body["version"]) == ("tiny", {"a": 1, "b": 2}[body["variant"]])
     assert body["checks"] == run_checks(body["output"], text, job)
+    assert body["guard"]["action"] in ("passed", "flagged") and body["guard"]["attempts"] == 1
     assert body["usage"]["completion_tokens"] <= 16
 
 

@@ -80,10 +80,10 @@ def test_planted_rates(rows):
     assert sum(is_malformed(r) for r in rows) / n == pytest.approx(0.03, abs=0.01)
     for tag in ("dup:exact", "dup:near"):
         assert count[tag] / n == pytest.approx(0.03, abs=0.01)
-    for tag in ("quality:identical", "quality:trivial"):
+    for tag in ("quality:identical", "quality:trivial", "quality:fabricated", "quality:harmful"):
         assert 5 <= count[tag] <= 0.02 * n
     assert {f"pii:{kind}" for kind in PII_KINDS} <= set(count)
-    assert len(clean(rows)) / n > 0.8
+    assert len(clean(rows)) / n > 0.75  # 23% of rows carry one planted problem
 
 
 def test_summary_counts_match_the_file(tmp_path):
@@ -137,6 +137,31 @@ def test_quality_plants(rows):
             assert words(r["target"]) <= 2
 
 
+def test_fabricated_and_harmful_plants_are_what_the_checks_find(rows):
+    """Curation removes these with the same checks serve runs: each planted one is found,
+    and no clean target is flagged."""
+    from cvml.safety.fabrication import check_fabrication
+    from cvml.safety.harmful import check_harmful
+
+    planted = {"quality:fabricated": 0, "quality:harmful": 0}
+    for r in rows:
+        if validate_row(r)[1] is not None or {"pii:name", "pii:email", "pii:phone", "pii:url", "pii:address",
+                                              "pii:dob"} & set(tags(r)):
+            continue
+        fabricated = check_fabrication(r["target"], r["source_text"], r["job_description"]).flagged
+        harmful = check_harmful(r["target"], r["source_text"], r["job_description"]).to_dict()
+        harmful = harmful["protected_attributes"]["flagged"] or harmful["abusive"]["flagged"]
+        if "quality:fabricated" in tags(r):
+            assert fabricated, r["target"]
+            planted["quality:fabricated"] += 1
+        elif "quality:harmful" in tags(r):
+            assert harmful, r["target"]
+            planted["quality:harmful"] += 1
+        else:
+            assert not fabricated and not harmful, r["target"]
+    assert all(n >= 5 for n in planted.values()), planted
+
+
 def test_tailored_sections_use_the_jd_keywords_the_person_has_and_only_those(rows):
     tailored = clean(rows, "tailor_section")
     assert tailored
@@ -159,7 +184,7 @@ def test_tailored_sections_use_the_jd_keywords_the_person_has_and_only_those(row
 def test_targets_invent_no_numbers_employers_or_schools(rows):
     names = vocab.COMPANIES + vocab.SCHOOLS
     for r in rows:
-        if validate_row(r)[1] is not None:
+        if validate_row(r)[1] is not None or {"quality:fabricated", "quality:harmful"} & set(tags(r)):
             continue
         given = r["source_text"] + " " + (r["job_description"] or "")
         assert set(NUMBER.findall(r["target"])) <= set(NUMBER.findall(given)), r

@@ -31,7 +31,7 @@ VERDICTS = (SHIP, DONT_SHIP, INCONCLUSIVE)
 
 # Metrics where a smaller value is the better one; every other metric is higher-is-better.
 LOWER_IS_BETTER = frozenset(
-    {"fabrication_rate", "pii_leak_rate", "empty_rate", "error_rate", "latency_s", "e2e_s", "ttft_s"}
+    {"fabrication_rate", "pii_leak_rate", "harmful_rate", "empty_rate", "error_rate", "latency_s", "e2e_s", "ttft_s"}
 )
 
 

@@ -8,7 +8,10 @@ win/tie/loss counts; latency is compared the same way (seconds per example).
 
 Generation is greedy with the same settings for both models, one example at a time and
 alternating which model goes first, so per-example latencies are paired in time too and
-slow drift of the machine hits both sides alike.
+slow drift of the machine hits both sides alike. Each arm decodes with its own grounding
+(`grounding=("off", "strict")` compares the served, grounded candidate with a free
+control); an arm with grounding on is also answered once with it off, so the report gives
+its fabrication, PII-leak and harmful rates both ways.
 """
 
 from __future__ import annotations
@@ -43,6 +46,7 @@ class OfflineResult:
     decision: Decision
     pairs: list[dict[str, Any]] = field(default_factory=list)  # id, task, outputs and metric values of A and B
     settings: dict[str, Any] = field(default_factory=dict)
+    safety: dict[str, Any] = field(default_factory=dict)  # per arm: rates under its grounding and with it off
 
     @property
     def n(self) -> int:
@@ -57,6 +61,7 @@ class OfflineResult:
             "n": self.n,
             "decision": self.decision.to_dict(),
             "metrics": {name: c.to_dict() for name, c in self.comparisons.items()},
+            "safety": self.safety,
             "settings": self.settings,
         }
 
@@ -185,6 +190,7 @@ def run_offline(
     device: str = "auto",
     seed: int = 0,
     on_progress: OnProgress | None = None,
+    grounding: tuple[str, str] = ("off", "off"),
 ) -> OfflineResult:
     """Run an offline A/B: generate with both models on the same records, score, compare, decide.
 
@@ -196,12 +202,14 @@ def run_offline(
         device: where both models run.
         seed: seed of the bootstrap resampling.
         on_progress: reports phase "answering" (examples done of total).
+        grounding: decoding of A and B: "off", "numbers" or "strict" (`cvml.safety.grounding`).
 
     Raises:
         DataError, ModelError, RegistryError, ConfigError: from loading data and models,
             or an unknown metric.
     """
     from cvml.evaluation import generate_outputs, load_eval_records, score_outputs
+    from cvml.evaluation.quality import SAFETY_METRICS
     from cvml.modelio import load_for_inference
 
     spec = spec or AbtestSpec()
@@ -210,18 +218,28 @@ def run_offline(
     models = [load_for_inference(ref, device=device) for ref in (a, b)]
     outputs: list[list[str]] = [[], []]
     latency: list[list[float]] = [[], []]
-    for model in models:  # warm-up: first calls pay one-off allocation costs
-        generate_outputs(model, records[:1], max_new_tokens=spec.max_new_tokens, batch_size=1)
+    for model, mode in zip(models, grounding):  # warm-up: first calls pay one-off allocation costs
+        generate_outputs(model, records[:1], max_new_tokens=spec.max_new_tokens, batch_size=1, grounding=mode)
     answered = Phase(on_progress, "answering", len(records))
     for i, record in enumerate(records):
         order = (0, 1) if i % 2 == 0 else (1, 0)
         for side in order:
             start = time.perf_counter()
-            text = generate_outputs(models[side], [record], max_new_tokens=spec.max_new_tokens, batch_size=1)[0]
+            text = generate_outputs(
+                models[side], [record], max_new_tokens=spec.max_new_tokens, batch_size=1, grounding=grounding[side]
+            )[0]
             latency[side].append(time.perf_counter() - start)
             outputs[side].append(text)
         answered.advance()
-    rows = [score_outputs(records, outputs[side]).per_example for side in (0, 1)]
+    scored = [score_outputs(records, outputs[side]) for side in (0, 1)]
+    rows = [result.per_example for result in scored]
+    safety = {}
+    for side, arm in enumerate("ab"):
+        rates = {"grounding": grounding[side], **{m: scored[side].metrics[m] for m in SAFETY_METRICS}}
+        if grounding[side] != "off":
+            free = generate_outputs(models[side], records, max_new_tokens=spec.max_new_tokens, phase="grounding off")
+            rates["off"] = {m: score_outputs(records, free).metrics[m] for m in SAFETY_METRICS}
+        safety[arm] = rates
     for side in (0, 1):
         for row, seconds in zip(rows[side], latency[side]):
             row[LATENCY] = seconds
@@ -241,10 +259,11 @@ def run_offline(
         "eval_samples": spec.eval_samples,
         "max_new_tokens": spec.max_new_tokens,
         "decoding": "greedy",
+        "grounding": {"a": grounding[0], "b": grounding[1]},
         "device": models[0].device,
         "alpha": spec.alpha,
         "bootstrap_resamples": spec.bootstrap_resamples,
         "seed": seed,
     }
     info = [{**m.info(), "requested": ref} for m, ref in zip(models, (a, b))]
-    return OfflineResult(info[0], info[1], str(data), comparisons, decision, pairs, settings)
+    return OfflineResult(info[0], info[1], str(data), comparisons, decision, pairs, settings, safety)

@@ -79,6 +79,8 @@ def render_markdown(result: OfflineResult | OnlineResult, files: dict[str, str])
             f"- B (candidate): {_model(result.b)}",
             f"- Data: `{result.data}`, {result.n} examples, greedy decoding, "
             f"max_new_tokens={result.settings.get('max_new_tokens')}",
+            f"- Grounding: A {result.safety.get('a', {}).get('grounding', 'off')}, "
+            f"B {result.safety.get('b', {}).get('grounding', 'off')}",
         ]
     else:
         exp = result.experiment
@@ -100,6 +102,8 @@ def render_markdown(result: OfflineResult | OnlineResult, files: dict[str, str])
             have = f"{decision.required_n} observations in both variants together; the smaller variant has {decision.n}"
         lines.append(f"- To detect the MDE ({decision.mde:g}) with the planned power it would take about {have}.")
     lines += ["", "## Metrics (B − A)", "", _metric_table(result.comparisons, paired=isinstance(result, OfflineResult))]
+    if isinstance(result, OfflineResult) and result.safety:
+        lines += _safety_lines(result.safety)
     if decision.guardrails:
         lines += ["", "## Guardrails", "", "| metric | tolerance | harm lower bound | status |", "|---|---|---|---|"]
         for g in decision.guardrails:
@@ -121,6 +125,23 @@ def render_markdown(result: OfflineResult | OnlineResult, files: dict[str, str])
     if pictures:
         lines += ["", "## Plots", "", *pictures]
     return "\n".join(lines) + "\n"
+
+
+def _safety_lines(safety: dict) -> list[str]:
+    """Each arm's safety rates under its grounding, and with grounding off where it was on."""
+    lines = ["", "## Safety by grounding", "", "| arm | grounding | fabrication | PII leak | harmful |", "|---|---|---:|---:|---:|"]
+    rates = ("fabrication_rate", "pii_leak_rate", "harmful_rate")
+    for arm, values in safety.items():
+        cells = " | ".join(_rate(values.get(r)) for r in rates)
+        lines.append(f"| {arm.upper()} | {values['grounding']} | {cells} |")
+        if "off" in values:
+            cells = " | ".join(_rate(values["off"].get(r)) for r in rates)
+            lines.append(f"| {arm.upper()} | off | {cells} |")
+    return lines
+
+
+def _rate(value) -> str:
+    return "—" if value is None else f"{value:.1%}"
 
 
 def plot_differences(comparisons: dict[str, Comparison], decision: Decision, path: Path) -> Path:

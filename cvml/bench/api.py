@@ -134,6 +134,8 @@ def run_bench(
                 samples = measure_perf([s.side for s in sides], prompts, spec, seed=seed,
                                        on_block=lambda label: blocks.advance(info=label))
             qualities = {s.side.label: _quality(s, records, spec, on_progress) for s in sides} if quality else {}
+            safeties = {label: _safety(q, sides[i], records, spec, on_progress)
+                        for i, (label, q) in enumerate(qualities.items())}
             bias = _bias(sides[0], spec, seed, on_progress) if quality and spec.bias_probe else None
         finally:
             for s in sides:
@@ -148,6 +150,7 @@ def run_bench(
             config=config, pairing={"run_id": run_id, "role": s.side.label, "interleaved": run_id is not None},
             perf=samples.get(s.side.label), load_s=s.loaded.load_s if in_process else None,
             resources=memory.to_metrics() if in_process else None, quality=qualities.get(s.side.label),
+            safety=safeties.get(s.side.label) if quality else None,
             bias=bias if s.side.label == "candidate" else None,
             warnings=["peak memory covers both models (--baseline-model loads them into one process)"]
             if baseline_model and in_process else None,
@@ -217,6 +220,7 @@ def _planned_metrics(spec: BenchSpec, perf: bool, quality: bool) -> dict[str, An
         from cvml.evaluation.quality import METRICS
 
         planned["quality"] = dict.fromkeys((*METRICS, "n", "mean_words"))
+        planned["safety"] = dict.fromkeys(_safety_names(spec))
     return planned
 
 
@@ -250,12 +254,31 @@ def _open(label: str, ref: str, spec: BenchSpec, serve: ServeSpec, url: str | No
     return _Loaded(Side(label, target), loaded, engine)
 
 
-def _quality(s: _Loaded, records, spec: BenchSpec, on_progress: OnProgress | None):
+def _quality(s: _Loaded, records, spec: BenchSpec, on_progress: OnProgress | None, grounding: str | None = None):
     from cvml.evaluation import evaluate_quality
 
-    phase = f"quality ({s.side.label})"
-    return evaluate_quality(s.loaded, records, max_new_tokens=spec.max_new_tokens,
+    grounding = spec.grounding if grounding is None else grounding
+    phase = f"quality ({s.side.label})" if grounding == spec.grounding else f"quality ({s.side.label}, grounding off)"
+    return evaluate_quality(s.loaded, records, max_new_tokens=spec.max_new_tokens, grounding=grounding,
                             on_progress=None if on_progress is None else lambda e: on_progress(replace(e, phase=phase)))
+
+
+def _safety_names(spec: BenchSpec) -> list[str]:
+    from cvml.evaluation.quality import SAFETY_METRICS
+
+    compare = spec.grounding_compare and spec.grounding != "off"
+    return [*SAFETY_METRICS, *([f"{m}_off" for m in SAFETY_METRICS] if compare else [])]
+
+
+def _safety(quality, s: _Loaded, records, spec: BenchSpec, on_progress: OnProgress | None) -> dict[str, Any]:
+    """The safety rates under the bench's grounding and, compared, with grounding off."""
+    from cvml.evaluation.quality import SAFETY_METRICS
+
+    safety = {m: quality.metrics[m] for m in SAFETY_METRICS}
+    if spec.grounding_compare and spec.grounding != "off":
+        free = _quality(s, records, spec, on_progress, grounding="off")
+        safety.update({f"{m}_off": free.metrics[m] for m in SAFETY_METRICS})
+    return safety
 
 
 def _bias(s: _Loaded, spec: BenchSpec, seed: int, on_progress: OnProgress | None) -> dict:
@@ -286,6 +309,7 @@ def _config(spec: BenchSpec, prompts, serve: ServeSpec, url, quality, eval_data,
         "perf_prompts": "eval data" if records else "synthetic",
         "eval_data": str(eval_data) if eval_data else None,
         "eval_examples": len(records) if records and quality else None,
+        "grounding": spec.grounding if quality else None,
     }
 
 

@@ -41,6 +41,7 @@ def build_report(
     load_s: float | None = None,
     resources: dict[str, Any] | None = None,
     quality: Any = None,
+    safety: dict[str, Any] | None = None,
     bias: dict[str, Any] | None = None,
     warnings: list[str] | None = None,
 ) -> dict[str, Any]:
@@ -49,6 +50,8 @@ def build_report(
     Args:
         perf: {level: [trial sample, ...]} from `sweep.measure_perf`.
         quality: a `cvml.evaluation.QualityResult`.
+        safety: fabrication, PII-leak and harmful rates under the bench's grounding (and
+            `*_off` without it).
         bias: the dict `cvml.evaluation.run_bias_probe` returns.
     """
     metrics: dict[str, Any] = {}
@@ -60,6 +63,8 @@ def build_report(
         metrics["resources"] = resources
     if quality is not None:
         metrics["quality"] = quality.metrics
+    if safety:
+        metrics["safety"] = safety
     if bias is not None:
         metrics["bias"] = numeric_tree(bias)
     detail = quality.to_dict() if quality is not None else None
@@ -196,6 +201,7 @@ def render_markdown(report: dict) -> str:
     lines += _gate_table(report)
     lines += _perf_table(report)
     lines += _quality_table(report)
+    lines += _safety_table(report)
     lines += _bias_lines(report)
     lines += _fingerprint_table(report)
     return "\n".join(lines) + "\n"
@@ -278,6 +284,21 @@ def _quality_table(report: dict) -> list[str]:
     for key, value in quality.items():
         if key != "n":
             lines.append(f"| {key} | {_fmt(key, value)} | {_fmt(key, base.get(key))} |")
+    return lines + [""]
+
+
+def _safety_table(report: dict) -> list[str]:
+    safety = report["metrics"].get("safety")
+    if not safety:
+        return []
+    grounding = (report.get("config") or {}).get("grounding") or "off"
+    rates = [k for k in safety if not k.endswith("_off")]
+    compared = any(f"{k}_off" in safety for k in rates)
+    head = f"| rate | grounding {grounding} |" + (" grounding off |" if compared else "")
+    lines = ["### Safety", "", head, "|---|---:|" + ("---:|" if compared else "")]
+    for key in rates:
+        off = f" {_fmt(key, safety.get(f'{key}_off'))} |" if compared else ""
+        lines.append(f"| {key} | {_fmt(key, safety[key])} |{off}")
     return lines + [""]
 
 

@@ -40,6 +40,8 @@ def offline(
     max_new_tokens: int = typer.Option(None, "--max-new-tokens", min=1, help="New tokens per answer (default: abtest.max_new_tokens)."),
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
     seed: int = typer.Option(0, "--seed", help="Seed of the bootstrap resampling."),
+    grounding_a: str = typer.Option("off", "--grounding-a", help="Decoding of A: off, numbers or strict (as serve.grounding)."),
+    grounding_b: str = typer.Option("off", "--grounding-b", help="Decoding of B: off, numbers or strict (as serve.grounding)."),
     out_dir: Path = _OUT,
     recipe: Path = _RECIPE,
     set_: list[str] = _SET,
@@ -51,12 +53,15 @@ def offline(
     from cvml.errors import ConfigError
 
     spec, recipe_dict = _load_spec(recipe, set_, {"eval_samples": limit, "max_new_tokens": max_new_tokens})
+    for flag, mode in (("--grounding-a", grounding_a), ("--grounding-b", grounding_b)):
+        if mode not in ("off", "numbers", "strict"):
+            raise ConfigError(f"{flag} must be off, numbers or strict, got {mode!r}")
     data = data or spec.eval_data
     if not data:
         raise ConfigError("no eval data given", hint="pass --data PATH (a .jsonl file or a curated folder), or set abtest.eval_data")
     with progress_bars("abtest", enabled=not json_) as on_progress:
         result = run_offline(a, b, data, spec, metrics=metric or None, split=split, device=device, seed=seed,
-                             on_progress=on_progress)
+                             on_progress=on_progress, grounding=(grounding_a, grounding_b))
     folder = out_dir or default_folder(spec.output, offline_name(a, b))
     files = write_report(result, folder, recipe_dict)
     if json_:

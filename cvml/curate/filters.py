@@ -2,9 +2,12 @@
 
 CV text is bullets and fragments: few stop words, many tools, acronyms and numbers. Web
 filters that demand stop words or full sentences would reject most good CV rows, so
-these filters look only at what makes a training pair useless: a target with nothing
-in it, a target that repeats its source, a target whose length cannot be a rewrite of
-its source, and text in a language the model is not trained for.
+these filters look only at what makes a training pair useless or harmful: a target with
+nothing in it, a target that repeats its source, a target whose length cannot be a
+rewrite of its source, text in a language the model is not trained for, a target that
+states facts its inputs do not (a pair that teaches a model to invent), and a target
+that adds a protected attribute or abusive language, or inputs that carry a prompt
+injection (the checks of `cvml.safety`, the same ones serve and bench run).
 
 Each filter is `(record, cfg) -> reason | None`; `apply_filters` runs them in order and
 returns the first reason.
@@ -59,6 +62,8 @@ class FilterConfig:
             Latin or French; CV lines in other languages score 0.7 and up.
         min_language_letters: texts with fewer letters (after dropping numbers, symbols
             and placeholders) are not checked: too little to judge.
+        grounded: remove targets with claims the source and job description lack.
+        harmful: remove targets with harmful content, and inputs with a prompt injection.
     """
 
     min_target_words: int = 3
@@ -66,6 +71,8 @@ class FilterConfig:
     languages: tuple[str, ...] = ("en",)
     min_language_confidence: float = 0.6
     min_language_letters: int = 15
+    grounded: bool = True
+    harmful: bool = True
 
 
 def trivial_target(record: Any, cfg: FilterConfig) -> str | None:
@@ -117,8 +124,36 @@ def language(record: Any, cfg: FilterConfig) -> str | None:
     return None
 
 
+def ungrounded_target(record: Any, cfg: FilterConfig) -> str | None:
+    """A target stating a fact (number, employer, degree) that neither input supports."""
+    if not cfg.grounded:
+        return None
+    from cvml.safety.fabrication import check_fabrication
+
+    claims = check_fabrication(record.target, record.source_text, record.job_description).claims
+    if claims:
+        listed = ", ".join(f"{c.text!r} ({c.kind})" for c in claims[:3])
+        return f"target states what the inputs do not support: {listed}"
+    return None
+
+
+def harmful_content(record: Any, cfg: FilterConfig) -> str | None:
+    """A target adding a protected attribute or abusive language; inputs with a prompt injection."""
+    if not cfg.harmful:
+        return None
+    from cvml.safety.harmful import check_harmful
+
+    found = check_harmful(record.target, record.source_text, record.job_description).to_dict()
+    for name, what in (("protected_attributes", "a protected attribute"), ("abusive", "abusive language")):
+        if found[name]["flagged"]:
+            return f"target adds {what} the source lacks: {', '.join(found[name].get('categories') or [name])}"
+    if found["injection"]["flagged"]:
+        return f"prompt injection in the {' and '.join(found['injection'].get('where') or ['inputs'])}"
+    return None
+
+
 FILTERS: tuple[Callable[[Any, FilterConfig], str | None], ...] = (
-    trivial_target, identical_target, length_ratio, language,
+    trivial_target, identical_target, length_ratio, language, ungrounded_target, harmful_content,
 )
 
 

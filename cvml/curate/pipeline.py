@@ -152,7 +152,8 @@ def curate(
     detector = redactor or (PiiRedactor(types=suppression.value_types) if suppression.value_types else None)
     index = PiiIndex.create(out)
     books = _Books(out, redactor, detector, index, suppression)
-    filter_cfg = FilterConfig(min_target_words=spec.filters.min_target_words, languages=tuple(spec.filters.languages))
+    filter_cfg = FilterConfig(min_target_words=spec.filters.min_target_words, languages=tuple(spec.filters.languages),
+                              grounded=spec.filters.grounded, harmful=spec.filters.harmful)
     decontam = _decontaminator(spec, Decontaminator)
     fields = set(Record.model_fields)
     unit = "tokens" if tokenizer is not None else "words"

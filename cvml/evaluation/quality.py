@@ -17,6 +17,8 @@ compares exactly what the report shows:
 - action_verb_rate: rewrite_bullet outputs that open with an action verb.
 - fabrication_rate: outputs the fabrication check flags (claims absent from source + ad).
 - pii_leak_rate: outputs holding personal data the input did not contain.
+- harmful_rate: outputs stating a protected attribute (age, religion, ...) the input did
+  not, or abusive language (`cvml.safety.harmful`).
 - empty_rate: empty outputs.
 `target_metrics` holds the reference-free metrics of the targets themselves: what the eval
 data's own answers score (the ceiling of coverage, the checks' false alarms on faithful text).
@@ -43,8 +45,10 @@ from cvml.safety import textscore
 SAMPLES_PER_TASK = 2
 REFERENCE_METRICS = ("chrf", "rouge_l")
 FREE_METRICS = (
-    "keyword_coverage", "format_ok_rate", "action_verb_rate", "fabrication_rate", "pii_leak_rate", "empty_rate",
+    "keyword_coverage", "format_ok_rate", "action_verb_rate", "fabrication_rate", "pii_leak_rate", "harmful_rate",
+    "empty_rate",
 )
+SAFETY_METRICS = ("fabrication_rate", "pii_leak_rate", "harmful_rate")
 METRICS = REFERENCE_METRICS + FREE_METRICS
 
 
@@ -104,16 +108,20 @@ def reference_free(task: str, output: str, source_text: str, job_description: st
 
     Returns:
         Every name of FREE_METRICS (floats, None where it does not apply) plus
-        format_problems, fabricated_claims, n_claims, words, and pii_leaks as type and
-        offsets only (a report must not spread the personal data a model leaked).
+        format_problems, fabricated_claims, n_claims, words, harmful (the categories found),
+        and pii_leaks as type and offsets only (a report must not spread the personal data
+        a model leaked).
     """
     from cvml.safety.fabrication import check_fabrication
+    from cvml.safety.harmful import check_harmful
     from cvml.safety.leak import pii_leaks
 
     text = output.strip()
     problems = format_problems(task, text, source_text)
     fabrication = check_fabrication(text, source_text, job_description)
     leaks = pii_leaks(text, source_text, job_description)
+    harmful = check_harmful(text, source_text, job_description).to_dict()
+    harms = [name for name in ("protected_attributes", "abusive") if harmful[name]["flagged"]]
     coverage = textscore.keyword_coverage(text, textscore.keywords(job_description)) if job_description else None
     return {
         "keyword_coverage": coverage,
@@ -121,11 +129,13 @@ def reference_free(task: str, output: str, source_text: str, job_description: st
         "action_verb_rate": float(starts_with_action_verb(text)) if task == "rewrite_bullet" else None,
         "fabrication_rate": float(fabrication.flagged),
         "pii_leak_rate": float(bool(leaks)),
+        "harmful_rate": float(bool(harms)),
         "empty_rate": float(not text),
         "format_problems": problems,
         "fabricated_claims": [asdict(claim) for claim in fabrication.claims],
         "n_claims": fabrication.n_claims,
         "pii_leaks": [{"type": leak.type, "start": leak.start, "end": leak.end} for leak in leaks],
+        "harmful": harms,
         "words": textscore.word_count(text),
     }
 
@@ -209,8 +219,10 @@ def evaluate_quality(
     limit: int | None = None,
     batch_size: int = DEFAULT_BATCH_SIZE,
     on_progress: OnProgress | None = None,
+    grounding: str = "off",
 ) -> QualityResult:
     """Generate greedily for (the first `limit` of) the records and score the outputs, timed.
+    `grounding` decodes as `cvml serve` does with that setting (`generate_greedy`).
 
     Raises:
         DataError: no records, or a prompt that does not fit the context.
@@ -221,7 +233,7 @@ def evaluate_quality(
     start = time.perf_counter()
     outputs = generate_outputs(
         loaded, records, max_new_tokens=max_new_tokens, batch_size=batch_size, on_progress=on_progress,
-        phase="quality",
+        phase="quality", grounding=grounding,
     )
     generated = time.perf_counter()
     result = score_outputs(records, outputs)
@@ -232,5 +244,6 @@ def evaluate_quality(
         "total_s": round(done - start, 3),
         "records_per_s": round(len(records) / max(done - start, 1e-9), 3),
     }
-    result.settings = {"max_new_tokens": max_new_tokens, "batch_size": batch_size, "n_records": len(records)}
+    result.settings = {"max_new_tokens": max_new_tokens, "batch_size": batch_size, "n_records": len(records),
+                       "grounding": grounding}
     return result

@@ -418,8 +418,17 @@ async def rewrite(body: api.RewriteRequest, request: Request):
 
 
 def _rewrite_prompt(served: ServedModel, body: api.RewriteRequest, grounding: str):
-    """The rewrite's prompt ids, and what makes each attempt's grounding constraint (None: off)."""
-    prompt_ids = chat_prompt_ids(served.tokenizer, body.messages())
+    """The rewrite's prompt ids, and what makes each attempt's grounding constraint (None: off).
+
+    Injected instructions in the text or job description ("ignore previous instructions",
+    chat role tags) are cut out of the prompt, so they never reach the instruction part;
+    the checks still read the inputs as sent and report them."""
+    from cvml.prompts import build_messages
+    from cvml.safety.harmful import neutralise_injections
+
+    text = neutralise_injections(body.text)[0]
+    job = neutralise_injections(body.job_description)[0] if body.job_description else body.job_description
+    prompt_ids = chat_prompt_ids(served.tokenizer, build_messages(body.task, text or body.text, job))
     if grounding == "off":
         return prompt_ids, None
     from cvml.safety.grounding import GroundingConstraint, grounding_facts, token_table

@@ -304,9 +304,35 @@ class FabricationCheck(BaseModel):
     n_claims: int = Field(description="Every claim the output makes, supported or not.")
 
 
+class Finding(BaseModel):
+    category: str
+    text: str
+    span: tuple[int, int] = Field(description="Character offsets in the text it was found in.")
+
+
+class HarmCheck(BaseModel):
+    flagged: bool
+    categories: list[str] = Field(description="What was found: age, religion, ... (protected attributes); slur, "
+                                              "insult, ... (abusive).")
+    n: int
+    findings: list[Finding]
+
+
+class InjectionCheck(BaseModel):
+    flagged: bool = Field(description="The text or job description carries instructions to the model; they were cut "
+                                      "out of the prompt.")
+    where: list[str] = Field(description="text and/or job_description.")
+    categories: list[str]
+    n: int
+    findings: dict[str, list[Finding]] = Field(description="Per input (text, job_description), what was found.")
+
+
 class Checks(BaseModel):
     pii_leak: PiiLeakCheck
     fabrication: FabricationCheck
+    protected_attributes: HarmCheck = Field(description="Protected attributes (age, religion, ...) the inputs lack.")
+    abusive: HarmCheck = Field(description="Abusive or discriminatory language the inputs lack.")
+    injection: InjectionCheck
 
 
 class Guard(BaseModel):

@@ -24,7 +24,8 @@ from cvml.tiny import vocab
 TASK_WEIGHTS = {"rewrite_bullet": 60, "tailor_section": 25, "summary": 15}
 # Shares of the generated rows that get each kind of planted problem.
 PLANT_RATES = {"pii": 0.10, "malformed": 0.03, "dup:exact": 0.03, "dup:near": 0.03,
-               "quality:identical": 0.01, "quality:trivial": 0.01}
+               "quality:identical": 0.01, "quality:trivial": 0.01, "quality:fabricated": 0.01,
+               "quality:harmful": 0.01}
 PII_KINDS = ("name", "email", "phone", "url", "address", "dob")
 MALFORMED_KINDS = ("missing_target", "empty_source", "unknown_task", "target_not_string",
                    "tailor_without_jd", "missing_id")
@@ -256,11 +257,24 @@ def _plant_in_place(rng: Random, owned: list[tuple[dict, Person]]) -> None:
         _break(rng, rows[_draw(pool, lambda j: not needs_tailor or rows[j]["task"] == "tailor_section")], kind)
     for _ in range(_share("pii", len(rows))):
         _plant_pii(rng, *owned[_draw(pool)])
-    for tag in ("quality:identical", "quality:trivial"):
+    for tag in ("quality:identical", "quality:trivial", "quality:fabricated", "quality:harmful"):
         for _ in range(_share(tag, len(rows))):
             row = rows[_draw(pool)]
-            row["target"] = row["source_text"] if tag == "quality:identical" else rng.choice(vocab.TRIVIAL_TARGETS)
+            row["target"] = _degenerate(rng, row, tag)
             row["meta"]["planted"].append(tag)
+
+
+def _degenerate(rng: Random, row: dict, tag: str) -> str:
+    """A target with the planted problem: a copy, a placeholder, a fact the inputs lack
+    (the pairs that teach a model to invent), or a protected attribute (age, family)."""
+    if tag == "quality:identical":
+        return row["source_text"]
+    if tag == "quality:trivial":
+        return rng.choice(vocab.TRIVIAL_TARGETS)
+    inputs = f"{row['source_text']} {row.get('job_description') or ''}"
+    addition = rng.choice(vocab.FABRICATED_ADDITIONS if tag == "quality:fabricated" else vocab.HARMFUL_ADDITIONS)
+    number = next(n for n in rng.sample(range(13, 98), 85) if str(n) not in inputs)
+    return f"{row['target'].rstrip('. ')}, {addition.format(n=number)}."
 
 
 def _assign_ids(rows: list[dict], copies: list[tuple[dict, dict]]) -> None:

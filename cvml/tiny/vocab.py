@@ -362,6 +362,12 @@ BENEFITS = ["hybrid working", "25 days of annual leave", "a yearly learning budg
             "a matched pension", "flexible hours", "an annual bonus"]
 LANGUAGES = ["English", "French", "Spanish", "German", "Polish", "Hindi", "Arabic", "Mandarin"]
 TRIVIAL_TARGETS = ["Done.", "N/A", "Improved it.", "See CV.", "Good."]
+# Planted into targets: a fact no input states ({n}: a number absent from the inputs), and
+# a protected attribute that invites discrimination in hiring.
+FABRICATED_ADDITIONS = ["saving {n} hours a week", "cutting costs by {n}%", "across {n} countries",
+                        "while at Globex Corporation", "after an MBA from Harvard University"]
+HARMFUL_ADDITIONS = ["aged {n}", "a married mother of two", "{n} years old and in good health",
+                     "a practising Catholic", "single, no children"]
 
 FIRST_NAMES = ["Jane", "Omar", "Priya", "Lukas", "Chloe", "Mateo", "Aisha", "Tom", "Yuki", "Sofia", "Daniel",
                "Fatima", "Liam", "Ingrid", "Kwame", "Elena", "Ravi", "Grace", "Marek", "Nadia", "Ben", "Amara",
