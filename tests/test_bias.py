@@ -145,6 +145,15 @@ def test_every_template_yields_a_bullet_and_a_section(names_dir):
     assert all(len(c.source_text.split("\n", 1)[1].split()) > 5 for c in cases if c.task == "rewrite_bullet")
 
 
+def test_bench_runs_the_full_probe_by_default(names_dir):
+    from cvml.recipe import BenchSpec
+
+    assert BenchSpec().bias_templates is None  # every template: a stable impact ratio, ~15 s on the tiny model
+    cases = build_probe(names_dir, n_templates=BenchSpec().bias_templates)
+    assert len(cases) == 32 * 2 * len(GROUPS) * 2 == 1024  # templates x tasks x groups x names
+    assert len({c.occupation for c in cases}) == 4
+
+
 def test_probe_variants_differ_only_in_the_name(names_dir):
     cases = build_probe(names_dir, n_templates=4, names_per_group=2, max_chars=400)
     assert len(cases) == 4 * 2 * len(GROUPS) * 2  # templates x tasks x groups x names

@@ -49,6 +49,32 @@ def test_off_allows_everything_and_modes_are_checked():
         grounding_facts(SOURCE, JD, "loose")
 
 
+@pytest.mark.parametrize(
+    ("text", "ok"),
+    [
+        ("15 years of experience", True),
+        ("lifted CTR by 15%", False),  # the inputs' 15 is a duration, not a percentage
+        ("saving 15 hours", False),
+        ("saving 5 hours a week", True),
+        ("by 51 percent", True),
+        ("51% faster", True),
+        ("fifteen percent", False),
+        ("15 engineers in 15 countries", True),  # a plain number is no new fact about its unit
+        ("$51", False),
+        ("a $2M budget", True),
+        ("a $2 million budget", True),
+        ("$3 million", False),
+        ("a million users", False),
+    ],
+)
+def test_a_number_keeps_the_unit_the_inputs_give_it(text, ok):
+    source = "Experience: 15 years | saving 5 hours a week | click-through up 51% | budget $2M"
+    facts = grounding_facts(source, None, "numbers")
+    assert grounded(text, facts) is ok
+    if ok:
+        assert not check_fabrication(text, source).flagged
+
+
 def test_thousands_separators_and_number_words_are_one_number():
     facts = grounding_facts("Managed a budget of 1500000 and twelve people", None, "numbers")
     assert grounded("a 1,500,000 budget for 12 people", facts)
@@ -182,3 +208,15 @@ def test_engine_and_generate_decode_the_same_grounded_text(loaded):
         assert got == expected
         for it, text in zip(items, got):
             assert grounded(text, grounding_facts(it.source_text, it.job_description, mode)), text
+
+
+def test_scores_wider_than_the_tokenizer(tokenizer):
+    """Models pad their vocabulary past the tokenizer: those ids are never chosen."""
+    table = token_table(tokenizer)
+    constraint = GroundingConstraint(table, grounding_facts("no numbers", None, "numbers"), 8)
+    scores = torch.zeros(len(table.pieces) + 28)
+    scores[-1] = 50.0
+    scores[tokenizer.convert_tokens_to_ids("Ġ5")] = 40.0
+    choice = constraint.choose_greedy(scores)
+    assert choice < len(table.pieces) and not any(c.isdigit() for c in table.pieces[choice])
+    assert torch.isinf(constraint.masked(scores)[-1])

@@ -69,6 +69,15 @@ def test_set_overrides_coerce_types_and_create_sections(tmp_path):
     assert recipe.seed == 3
 
 
+def test_grounding_off_survives_yaml(tmp_path):
+    """YAML reads a bare `off` as false; the grounding settings take it as the mode "off"."""
+    recipe = load_recipe(_write(tmp_path, MINIMAL), ["bench.grounding=off", "serve.grounding=numbers"])
+    assert (recipe.bench.grounding, recipe.serve.grounding) == ("off", "numbers")
+    with pytest.raises(RecipeError) as info:
+        load_recipe(_write(tmp_path, MINIMAL), ["serve.grounding=on"])
+    assert info.value.problems[0][0] == "serve.grounding"
+
+
 def test_set_later_wins_and_bad_override_is_an_error():
     data = apply_overrides(MINIMAL, ["train.lr=1", "train.lr=2"])
     assert data["train"]["lr"] == 2

@@ -34,6 +34,10 @@ def run_bias_probe(
     Résumé excerpts and job ads are cut to the longest of PROBE_MAX_CHARS whose prompts
     fit the model's context with max_new_tokens; the report states the length used.
 
+    Args:
+        n_templates: résumé templates used (None: all 32, the full probe of 1,024 cases).
+        batch_size: cases generated together (`generate_outputs`, the path quality uses).
+
     Returns:
         `analyze_bias(...).to_dict()` plus "max_chars" and "timing".
 

@@ -33,8 +33,8 @@ from cvml.safety.fabrication.organisations import _entities
 from cvml.safety.fabrication.quantities import APPROX_TOLERANCE, ROUNDING_TOLERANCE, UPPER_BOUND_SLACK, _quantities
 from cvml.safety.fabrication.support import _Support
 
-__all__ = ["APPROX_TOLERANCE", "KINDS", "ROUNDING_TOLERANCE", "UPPER_BOUND_SLACK", "Claim", "FabricationResult",
-           "check_fabrication", "extract_claims"]
+__all__ = ["APPROX_TOLERANCE", "KINDS", "ROUNDING_TOLERANCE", "UPPER_BOUND_SLACK", "Claim", "ClaimSupport",
+           "FabricationResult", "check_fabrication", "extract_claims"]
 
 
 @dataclass(frozen=True)
@@ -54,6 +54,20 @@ class FabricationResult:
 
     def to_dict(self) -> dict:
         return {"flagged": self.flagged, "n_claims": self.n_claims, "claims": [asdict(c) for c in self.claims]}
+
+
+class ClaimSupport:
+    """An input read once, to check many texts against it (grounded decoding checks each
+    quantity as it is written)."""
+
+    def __init__(self, source: str, job_description: str | None = None):
+        self._support = _Support(source, job_description or "")
+
+    def check(self, output: str) -> FabricationResult:
+        """The claims of `output` the input does not support (as `check_fabrication`)."""
+        found = _extract(output)
+        unsupported = tuple(item.claim for item in found if not self._support.holds(item))
+        return FabricationResult(unsupported, tuple(item.claim for item in found))
 
 
 def check_fabrication(output: str, source: str, job_description: str | None = None) -> FabricationResult:

@@ -121,14 +121,22 @@ class GroundingConstraint:
             if self.allows(token):
                 return token
             self.refused += 1
-        allowed = torch.tensor(self.mask(), dtype=torch.bool, device=scores.device)
+        allowed = self._allowed(scores)
         if not bool(allowed.any()):
             return -1
         return int(scores.masked_fill(~allowed, float("-inf")).argmax())
 
     def masked(self, scores):
         """The scores with every refused token at -inf (for sampling from what is allowed)."""
+        return scores.masked_fill(~self._allowed(scores), float("-inf"))
+
+    def _allowed(self, scores):
+        """The mask as a tensor as wide as the scores: a model's embedding matrix is often
+        padded past the tokenizer, and those ids write nothing."""
         import torch
 
-        allowed = torch.tensor(self.mask(), dtype=torch.bool, device=scores.device)
-        return scores.masked_fill(~allowed, float("-inf"))
+        mask = self.mask()
+        allowed = torch.zeros(scores.shape[-1], dtype=torch.bool, device=scores.device)
+        width = min(len(mask), scores.shape[-1])
+        allowed[:width] = torch.tensor(mask[:width], dtype=torch.bool, device=scores.device)
+        return allowed

@@ -6,6 +6,10 @@ description) hold, read into the sets the decoding constraint checks against.
   word ("five" -> "5"). A number the output writes must be one of them, written out.
   A job description's durations ("3+ years of experience") are requirements, not facts
   about the candidate, so their numbers do not count (as in the fabrication check).
+- units: a number written with a unit ("15%", "$51", "6 years", "5k") must be a quantity
+  the inputs support — the fabrication check decides (`quantity_ok`), so "15 years of
+  experience" does not allow "15%". After a currency sign only the numbers that can be
+  money may start.
 - number words: "twelve", "hundred", "dozen" may be written only when the inputs hold
   the word or its value; "one" and "a" are everyday words and stay free.
 - strict mode adds entities: a capitalised word inside a sentence (a name: employer,
@@ -17,9 +21,10 @@ description) hold, read into the sets the decoding constraint checks against.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 MODES = ("off", "numbers", "strict")
+QUANTITY_KINDS = frozenset({"number", "percent", "money", "year", "duration"})
 
 _UNITS = ("zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen "
           "seventeen eighteen nineteen").split()
@@ -35,6 +40,7 @@ _FREE_NUMBER_WORDS = frozenset({"zero", "one"})
 DEGREE_WORDS = frozenset("""bachelor bachelors masters doctorate doctoral phd mba msc bsc btech mtech beng meng bcom
 mcom bba mca bca llb llm mbbs diploma degree degrees postgraduate undergraduate""".split())
 
+_MONEY_SCALES = ("", "k", "M", "bn", " thousand", " million", " billion", " lakh", " crore")
 _DIGIT_RUN = re.compile(r"\d+(?:[.,]\d+)*")
 _LETTER_RUN = re.compile(r"[^\W\d_]+")
 
@@ -49,14 +55,26 @@ class Facts:
     mode: str
     numbers: frozenset[str] | None
     number_prefixes: dict[str, int]  # prefix -> fewest characters that complete an allowed number
+    money_prefixes: dict[str, int]  # the same for the numbers that may follow a currency sign
     blocked_words: frozenset[str]
-    blocked_prefixes: dict[str, int]
+    tracked_prefixes: dict[str, int]  # prefixes of the words a decoder follows: blocked and number words
     cap_words: frozenset[str] | None
     cap_prefixes: dict[str, int]
+    support: object = None  # the inputs' `ClaimSupport`
+    _verdicts: dict = field(default_factory=dict)
 
     @property
     def active(self) -> bool:
         return self.mode != "off"
+
+    def quantity_ok(self, text: str) -> bool:
+        """Whether a quantity as written ("15%", "$51", "6 years") is one the inputs support."""
+        if self.support is None:
+            return True
+        if text not in self._verdicts:
+            unsupported = self.support.check(text).claims
+            self._verdicts[text] = not any(c.kind in QUANTITY_KINDS for c in unsupported)
+        return self._verdicts[text]
 
 
 def grounding_facts(source: str, job_description: str | None = None, mode: str = "numbers") -> Facts:
@@ -70,7 +88,8 @@ def grounding_facts(source: str, job_description: str | None = None, mode: str =
     text = f"{source}\n{job_description or ''}"
     words = {w.lower() for w in _LETTER_RUN.findall(text)}
     if mode == "off":
-        return Facts(mode, None, {}, frozenset(), {}, None, {})
+        return Facts(mode, None, {}, {}, frozenset(), {}, None, {})
+    from cvml.safety.fabrication import ClaimSupport
     numbers = set()
     for run in _DIGIT_RUN.findall(source) + _job_numbers(job_description or ""):
         numbers |= _written_forms(run)
@@ -83,15 +102,20 @@ def grounding_facts(source: str, job_description: str | None = None, mode: str =
     if mode == "strict":
         blocked |= DEGREE_WORDS - words
         cap_words = frozenset(words | {"i"})
-    return Facts(
+    facts = Facts(
         mode=mode,
         numbers=frozenset(numbers),
         number_prefixes=_prefixes(numbers),
+        money_prefixes={},
         blocked_words=frozenset(blocked),
-        blocked_prefixes=_prefixes(blocked),
+        tracked_prefixes=_prefixes(blocked | set(NUMBER_WORDS)),
         cap_words=cap_words,
         cap_prefixes=_prefixes(cap_words or ()),
+        support=ClaimSupport(source, job_description),
     )
+    money = [n for n in numbers if any(facts.quantity_ok(f"${n}{scale}") for scale in _MONEY_SCALES)]
+    facts.money_prefixes.update(_prefixes(money))
+    return facts
 
 
 def _job_numbers(job_description: str) -> list[str]:
