@@ -39,7 +39,7 @@ demo: install $(TINY_BASE)/config.json $(TINY_DATA)
 	$(BIN)/cvml models lineage tiny-cv
 	$(BIN)/cvml bench tiny-cv@prod --recipe recipes/tiny-cv.yaml
 	cat bench/tiny-cv/report.md
-	$(BIN)/cvml abtest offline --a $(TINY_BASE) --b tiny-cv@prod --data data/tiny-cv --limit 32 --out abtest/tiny-cv-offline
+	$(BIN)/cvml abtest offline --a $(TINY_BASE) --b tiny-cv@prod --grounding-b strict --data data/tiny-cv --limit 32 --out abtest/tiny-cv-offline
 	$(BIN)/python scripts/serve_demo.py tiny-cv@prod
 
 # Every tier: unit, integration on the tiny model, the stores on SQLite and on a throwaway

@@ -1,7 +1,7 @@
 """Grounded decoding on the demo's fine-tuned model: fabrication, quality and latency.
 
-The fine-tuned tiny model of `make demo` answers its bench eval set (the curated test
-split, bench.eval_samples records) three times, greedily: grounding off, numbers and
+The fine-tuned tiny model of `make demo` answers its eval set (the curated test split,
+every record unless --eval-samples) three times, greedily: grounding off, numbers and
 strict, decoded by `model.generate` with cvml's grounding processor, exactly as bench
 and abtest decode. Per mode: the fabrication and harmful rates, the numeric claims the
 inputs do not support, and chrF against the references, with a paired bootstrap interval
@@ -39,6 +39,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--recipe", default="recipes/tiny-cv.yaml")
     parser.add_argument("--model", default=None, help="Fine-tuned model folder (default: the recipe's output_dir).")
+    parser.add_argument("--eval-samples", type=int, default=None, help="First N test records (default: all).")
     parser.add_argument("--trials", type=int, default=3, help="Latency trials per mode (alternating).")
     parser.add_argument("--clients", type=int, default=16)
     parser.add_argument("--no-bias", action="store_true", help="Skip the full bias probe.")
@@ -70,7 +71,7 @@ def run(args) -> dict:
     model_dir = Path(args.model or recipe.train.output_dir.format(name=recipe.name))
     prepare(recipe, model_dir)
     loaded = load_for_inference(str(model_dir), device="cpu")
-    records = load_eval_records(recipe.curate_output, limit=recipe.bench.eval_samples)
+    records = load_eval_records(recipe.curate_output, limit=args.eval_samples)
     log(f"{len(records)} eval records, model {model_dir}")
     quality = {mode: _quality(loaded, records, recipe.bench.max_new_tokens, mode) for mode in MODES}
     chrf_ci = _paired_ci(quality["off"]["chrf_values"], quality["strict"]["chrf_values"])

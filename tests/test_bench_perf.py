@@ -205,7 +205,8 @@ def test_quality_run_stores_per_example_values_and_gates_them_paired(tiny_base, 
     records = [rec for rec in (validate_row(r)[0] for r in rows) if rec is not None][:6]
     eval_file = tmp_path / "eval.jsonl"
     eval_file.write_text("".join(json.dumps(r.model_dump()) + "\n" for r in records))
-    spec = small(gates=[GateSpec(metric="quality.chrf", max_drop=0.5), GateSpec(metric="quality.empty_rate", max=1.0)])
+    spec = small(gates=[GateSpec(metric="quality.chrf", max_drop=0.5), GateSpec(metric="quality.empty_rate", max=1.0),
+                        GateSpec(metric="safety.fabrication_rate", max=1.0)])
     result = run_bench(
         str(tiny_base), spec, name="tiny", out_dir=tmp_path / "out", baseline_model=str(tiny_base), perf=False,
         eval_data=eval_file,
@@ -213,9 +214,15 @@ def test_quality_run_stores_per_example_values_and_gates_them_paired(tiny_base, 
     report = result.report
     assert [row["id"] for row in report["samples"]["quality"]] == [r.id for r in records]
     assert report["metrics"]["quality"]["n"] == 6 and "perf" not in report["metrics"] and "load_s" not in report["metrics"]
-    chrf, empty = report["gates"]
+    chrf, empty, fabrication = report["gates"]
     assert chrf["method"] == "paired-examples" and chrf["n_candidate"] == 6
     assert chrf["observed"] == 0 and chrf["ci_low"] == chrf["ci_high"] == 0 and chrf["verdict"] == "pass"
     assert empty["verdict"] == "pass" and result.exit_code == 0
-    assert "### Quality (6 eval examples)" in (tmp_path / "out" / "report.md").read_text()
+    # Quality is measured as served (grounding strict); safety also without grounding.
+    safety = report["metrics"]["safety"]
+    assert report["config"]["grounding"] == "strict" and fabrication["value"] == safety["fabrication_rate"]
+    assert set(safety) == {f"{m}{s}" for m in ("fabrication_rate", "pii_leak_rate", "harmful_rate") for s in ("", "_off")}
+    assert safety["fabrication_rate"] == report["metrics"]["quality"]["fabrication_rate"]
+    markdown = (tmp_path / "out" / "report.md").read_text()
+    assert "### Quality (6 eval examples)" in markdown and "| rate | grounding strict | grounding off |" in markdown
     assert not (tmp_path / "out" / "latency_cdf.png").exists()

@@ -6,14 +6,14 @@ from __future__ import annotations
 import pytest
 
 from cvml.curate.filters import (
-    harmful_content,
-    ungrounded_target,
     FilterConfig,
     apply_filters,
+    harmful_content,
     identical_target,
     language,
     length_ratio,
     trivial_target,
+    ungrounded_target,
 )
 from cvml.data.records import Record, validate_row
 from cvml.tiny.synth import generate_records

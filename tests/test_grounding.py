@@ -65,10 +65,12 @@ def test_off_allows_everything_and_modes_are_checked():
         ("a $2 million budget", True),
         ("$3 million", False),
         ("a million users", False),
+        ("saving 2,018s", False),  # read as the number 2
+        ("in 2,019", False),  # a year is not grouped
     ],
 )
 def test_a_number_keeps_the_unit_the_inputs_give_it(text, ok):
-    source = "Experience: 15 years | saving 5 hours a week | click-through up 51% | budget $2M"
+    source = "Experience: 15 years | saving 5 hours a week | click-through up 51% | budget $2M | 2018-2019"
     facts = grounding_facts(source, None, "numbers")
     assert grounded(text, facts) is ok
     if ok:
@@ -220,3 +222,20 @@ def test_scores_wider_than_the_tokenizer(tokenizer):
     choice = constraint.choose_greedy(scores)
     assert choice < len(table.pieces) and not any(c.isdigit() for c in table.pieces[choice])
     assert torch.isinf(constraint.masked(scores)[-1])
+
+
+@pytest.mark.parametrize("prefix", ["Saved 1", "Saved 1,2", "Led Ac", "Led Acme Co", "in 20", "by 2", "using P", "Led"])
+@pytest.mark.parametrize("mode", ["numbers", "strict"])
+def test_the_shortcut_mask_is_the_whole_vocabulary_read(tokenizer, prefix, mode):
+    """The mask reads only the tokens that can go on with an unfinished number or name:
+    the same verdicts as reading every token."""
+    table = token_table(tokenizer)
+    constraint = GroundingConstraint(table, grounding_facts(SOURCE, JD, mode), max_new_tokens=30)
+    from cvml.safety.grounding.scan import START, scan
+
+    state = scan(START, prefix, constraint.facts)
+    assert state is not None
+    constraint.state = state
+    full = [constraint._after(state, t, constraint.left) is not None for t in range(len(table.pieces))]
+    written = [bool(p) for p in table.pieces]
+    assert [a and w for a, w in zip(constraint.mask(), written)] == [a and w for a, w in zip(full, written)]

@@ -7,17 +7,15 @@ from __future__ import annotations
 import time
 
 import httpx
-import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from prometheus_client.parser import text_string_to_metric_families
+from test_serve_app import AUTH, KEY, registry, start_server  # noqa: F401  (registry is a fixture)
 
 from cvml.safety.grounding import grounded, grounding_facts
 from cvml.serve.checks import run_checks
 from cvml.serve.guard import GuardOutcome, failing, retry_params
 from cvml.serve.types import SamplingParams
-
-from test_serve_app import AUTH, KEY, registry, start_server  # noqa: F401  (registry is a fixture)
 
 SOURCE = "Led a team of five engineers at Acme Corp and cut costs by 12%"
 

@@ -123,9 +123,10 @@ class SamplingBatch:
             tokens[index] = _sample_top_p(
                 scores.index_select(0, index), t["temperature"][index], t["top_p"][index], draws
             )
-        for row, constraint in enumerate(constraints):
-            if constraint is not None and not constraint.allows(int(tokens[row])):
-                tokens[row] = _constrained(constraint, scores[row], params[row], generators[row], t, row)
+        if any(c is not None for c in constraints):
+            for row, (constraint, token) in enumerate(zip(constraints, tokens.tolist())):
+                if constraint is not None and not constraint.allows(token):
+                    tokens[row] = _constrained(constraint, scores[row], params[row], generators[row], t, row)
         return tokens
 
     def _state(self) -> dict[str, torch.Tensor]:

@@ -132,7 +132,7 @@ def _written_forms(run: str) -> set[str]:
     forms = {run}
     if re.fullmatch(r"\d{1,3}(?:,\d{3})+(?:\.\d+)?", run):
         forms.add(run.replace(",", ""))
-    elif re.fullmatch(r"\d{4,}(?:\.\d+)?", run):
+    elif re.fullmatch(r"\d{4,}(?:\.\d+)?", run) and not re.fullmatch(r"19[5-9]\d|20[0-3]\d", run):  # not years
         whole, dot, frac = run.partition(".")
         forms.add(f"{int(whole):,}" + dot + frac)
     return forms

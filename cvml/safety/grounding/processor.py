@@ -36,6 +36,9 @@ class GroundingLogitsProcessor(LogitsProcessor):
             if constraint is None:
                 continue
             for token in input_ids[row, self.prompt_width + self._seen :].tolist():
+                if token in constraint.table.eos_ids:  # finished: generate pads it from here on
+                    self.constraints[row] = None
+                    break
                 constraint.advance(token)
         self._seen = generated
         for row, constraint in enumerate(self.constraints):

@@ -24,7 +24,7 @@ from typing import NamedTuple
 from cvml.safety.grounding.facts import NUMBER_WORDS, Facts
 
 _SEPARATORS = ".,"
-_SENTENCE_PUNCT = frozenset(".!?:;|–—-")  # followed by a space, the next word opens a sentence
+_SENTENCE_PUNCT = frozenset(".!?–—-")  # followed by a space, the next word opens a sentence (or an item)
 _BULLETS = frozenset("•*▪►●·")  # the next word opens an item, space or not
 _CURRENCY = frozenset("$£€₹")
 # Words that make a number a quantity of some kind (the fabrication check's units), and
@@ -73,11 +73,11 @@ def step(state: State, c: str, facts: Facts) -> State | None:
     if c in _SEPARATORS and state.num and state.num[-1].isdecimal():
         num = state.num + c
         prefixes = facts.money_prefixes if state.num_cur else facts.number_prefixes
-        if facts.numbers is not None and num not in prefixes and _close_number(state, facts) is None:
+        if facts.numbers is not None and num not in prefixes and close_number(state, facts) is None:
             return None  # neither a longer allowed number nor the end of an allowed one
         return state._replace(num=num, after_punct=c == ".")
     if state.num:
-        state = _close_number(state, facts)
+        state = close_number(state, facts)
         if state is None:
             return None
     if c.isalpha():
@@ -129,7 +129,7 @@ def scan(state: State, text: str, facts: Facts) -> State | None:
 
 def settled(state: State, facts: Facts) -> bool:
     """Whether the text may end here: its open number, word and quantity are allowed."""
-    if state.num and (state := _close_number(state, facts)) is None:
+    if state.num and (state := close_number(state, facts)) is None:
         return False
     state = _close_word(state, facts)
     return state is not None and _quantity_ends(state, facts)
@@ -140,7 +140,7 @@ def distance(state: State, facts: Facts) -> int:
     with n tokens left allows only states at distance <= n: every character has a token
     of its own in a byte-level or byte-fallback vocabulary, so each step can write one."""
     needed = 0
-    if state.num and _close_number(state, facts) is None:
+    if state.num and close_number(state, facts) is None:
         needed = (facts.money_prefixes if state.num_cur else facts.number_prefixes)[state.num]
     if state.in_word:
         if state.locked and state.word not in facts.cap_words:
@@ -156,7 +156,7 @@ def grounded(text: str, facts: Facts) -> bool:
     return state is not None and settled(state, facts)
 
 
-def _close_number(state: State, facts: Facts) -> State | None:
+def close_number(state: State, facts: Facts) -> State | None:
     """The digit run ends: it must be an allowed number; then a unit may follow it (after a
     currency sign the quantity is checked once its scale, if any, is written)."""
     run = state.num.rstrip(_SEPARATORS)
@@ -194,6 +194,8 @@ def _close_word(state: State, facts: Facts) -> State | None:
             return State(opens=False)
         if unit in _GOES_ON:  # "per", a number word: the quantity goes on
             return State(opens=False, qty=state.qty, qwords=state.qwords + 1, qdone=state.qdone)
+        if "," in before and not before.endswith(" "):
+            return None  # "2,018s" reads as the number 2: a word glued to a grouped number is refused
         if not _quantity_ends(state._replace(qty=before), facts):
             return None
         return State(opens=False)
