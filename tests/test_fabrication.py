@@ -114,7 +114,9 @@ def test_claims_point_into_the_output_and_count_every_claim():
 def test_generator_targets_are_never_flagged():
     rows = [r for r in generate_records(60, seed=0)
             if isinstance(r.get("target"), str) and isinstance(r.get("source_text"), str)
-            and r["source_text"].strip() and not any(t.startswith("malformed") for t in r["meta"]["planted"])]
+            and r["source_text"].strip()
+            and not any(t.startswith("malformed") or t in ("quality:fabricated", "quality:harmful")
+                        for t in r["meta"]["planted"])]
     flagged_rows = [r["id"] for r in rows
                     if check_fabrication(r["target"], r["source_text"], r.get("job_description")).flagged]
     assert len(rows) > 200 and flagged_rows == []
