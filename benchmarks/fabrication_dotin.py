@@ -667,8 +667,9 @@ def score_synthetic(rows: list[dict], seed: int = 0) -> tuple[Tally, dict]:
     rng = Random(seed)
     tally = Tally()
     usable = [r for r in rows if isinstance(r.get("target"), str) and isinstance(r.get("source_text"), str)
-              and r["source_text"].strip() and not any(t.startswith("malformed") or t in ("quality:fabricated", "quality:harmful")
-                                  for t in r["meta"]["planted"])]
+              and r["source_text"].strip()
+              and not any(t.startswith("malformed") or t in ("quality:fabricated", "quality:harmful")
+                          for t in r["meta"]["planted"])]
     for row in usable:
         flagged, why = _flag_text(row["target"], row["source_text"], row.get("job_description"))
         tally.faithful_case([row["task"]], flagged, f"{why}\n      source: {row['source_text']!r}\n"
