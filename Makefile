@@ -9,14 +9,14 @@ export CVML_HOME ?= $(CURDIR)/.cvml
 TINY_BASE := artifacts/tiny/base
 TINY_DATA := artifacts/tiny/data/cv-raw.jsonl
 
-.PHONY: install demo test test-fast bench clean
+.PHONY: install chromium demo test test-web test-fast bench clean
 
 # torch is pinned first so pip takes the CPU build from the local disk, never a CUDA one.
 $(STAMP):
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q torch==2.13.0
-	$(BIN)/pip install -q -e ".[test,gptq]"
+	$(BIN)/pip install -q -e ".[test,gptq,structured,ray]"
 	rm -f $(VENV)/.installed-* && touch $(STAMP)
 
 install: $(STAMP)
@@ -28,7 +28,8 @@ $(TINY_DATA): | $(STAMP)
 	$(BIN)/cvml tiny data --out $(dir $(TINY_DATA))
 
 # The whole lifecycle on the embedded default: data -> model -> quantized model -> bench
-# -> offline A/B -> a served request.
+# -> offline A/B -> a served request -> the web app's traffic -> a monitor report on it
+# (exit 1, drift or a quality alert, is a result; 2 would be an error).
 demo: install $(TINY_BASE)/config.json $(TINY_DATA)
 	$(BIN)/cvml validate recipes/tiny-cv.yaml
 	$(BIN)/cvml curate recipes/tiny-cv.yaml
@@ -41,11 +42,22 @@ demo: install $(TINY_BASE)/config.json $(TINY_DATA)
 	cat bench/tiny-cv/report.md
 	$(BIN)/cvml abtest offline --a $(TINY_BASE) --b tiny-cv@prod --grounding-b strict --data data/tiny-cv --limit 32 --out abtest/tiny-cv-offline
 	$(BIN)/python scripts/serve_demo.py tiny-cv@prod
+	$(BIN)/python scripts/monitor_demo.py tiny-cv@prod --data data/tiny-cv --requests 96
+	$(BIN)/cvml monitor report --model tiny-cv@prod --reference training --window 1h --out monitor/tiny-cv; test $$? -le 1
 
 # Every tier: unit, integration on the tiny model, the stores on SQLite and on a throwaway
 # PostgreSQL server (started here, stopped even on failure); GPU tests are skipped without CUDA.
-test: install
+# The run includes tests/test_web_example.py (the Next.js example in Chromium; `make test-web` alone).
+test: install chromium
 	$(BIN)/python scripts/pg_server.py run -- $(BIN)/pytest -q
+
+# examples/nextjs against a real `cvml serve`, in Debian's Chromium: npm ci, next build, the routes, the page.
+test-web: install chromium
+	$(BIN)/python scripts/pg_server.py run -- $(BIN)/pytest -q tests/test_web_example.py
+
+# Debian's Chromium for the browser test, driven by Playwright: never a downloaded browser.
+chromium:
+	@command -v chromium >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq chromium; }
 
 # The unit tier alone: no model built or loaded, no database server.
 test-fast: install
@@ -58,6 +70,7 @@ bench: install
 	$(BIN)/python benchmarks/serve_throughput.py
 	$(BIN)/python benchmarks/fabrication_dotin.py
 	$(BIN)/python benchmarks/gate_power.py
+	$(BIN)/python benchmarks/monitor_power.py
 
 clean:
-	rm -rf artifacts runs data .cvml bench abtest
+	rm -rf artifacts runs data .cvml bench abtest monitor

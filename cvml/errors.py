@@ -58,3 +58,10 @@ class RegistryError(CvmlError):
 class QuantizeError(CvmlError):
     """A quantization cannot run: a missing optional dependency, a layer shape the method
     cannot handle, or a saved model that does not reproduce the quantized one."""
+
+
+class MonitorError(CvmlError):
+    """`cvml monitor` cannot judge: an empty or too small window, no reference, a log
+    without what a signal needs. Exit code 2: exit 1 means drift or a quality alert."""
+
+    exit_code = 2

@@ -13,9 +13,9 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from cvml.errors import RecipeError
+from cvml.errors import ConfigError, RecipeError
 
 
 def _off_is_off(value: Any) -> Any:
@@ -168,6 +168,21 @@ class CurateSpec(Section):
     filters: FilterSpec = Field(default_factory=FilterSpec)
     decontaminate: DecontamSpec = Field(default_factory=DecontamSpec)
     split: SplitSpec = Field(default_factory=SplitSpec)
+    engine: Literal["local", "ray"] = Field(
+        "local", description="Where the per-row stages run: local (this machine's cores) or ray (Ray Data: a local Ray "
+        "or a cluster; pip install 'cvml[ray]'). The dataset is the same either way."
+    )
+    workers: int | None = Field(
+        None, ge=1, description="Parallel workers: processes (local) or Ray actors (ray); default: this machine's cores "
+        "(local), the cluster's CPUs (ray)."
+    )
+    address: str | None = Field(
+        None, description="engine ray: the cluster to join (auto, ray://head:10001); default: the Ray this process "
+        "started, else a local one for the run."
+    )
+    shard_rows: int = Field(
+        2048, ge=1, description="Input lines or rows per unit of parallel work; the dataset does not depend on it."
+    )
 
     @model_validator(mode="after")
     def _known_columns(self) -> "CurateSpec":
@@ -176,6 +191,12 @@ class CurateSpec(Section):
         unknown = sorted(set(self.columns) - set(Record.model_fields))
         if unknown:
             raise ValueError(f"columns maps unknown record fields {unknown}; fields are {sorted(Record.model_fields)}")
+        return self
+
+    @model_validator(mode="after")
+    def _address_needs_ray(self) -> "CurateSpec":
+        if self.address is not None and self.engine != "ray":
+            raise ValueError("address is for engine ray: set engine: ray (--engine ray) or drop the address")
         return self
 
 
@@ -386,6 +407,160 @@ class AbtestSpec(Section):
     online: OnlineAbtestSpec = Field(default_factory=OnlineAbtestSpec, description="How `cvml abtest analyze` reads the request log.")
 
 
+# What `cvml monitor` measures, by the names recipes use (cvml.monitor computes them).
+MONITOR_INPUT_FEATURES = (
+    "source_chars", "source_tokens", "job_description_chars", "job_description_tokens", "task", "language",
+    "non_letter_share", "oov_rate", "input_text",
+)  # fmt: skip
+MONITOR_OUTPUT_FEATURES = ("output_chars", "output_input_ratio")
+MONITOR_STATTESTS = ("ks", "wasserstein", "chisquare", "z", "jensenshannon", "psi")
+MONITOR_RATES = (
+    "fabrication_rate", "pii_leak_rate", "harmful_rate", "error_rate", "timeout_rate", "empty_refusal_rate",
+    "format_invalid_rate", "blocked_rate",
+)  # fmt: skip
+
+
+def _default_rate_limits() -> dict[str, float]:
+    return {"fabrication_rate": 0.05, "pii_leak_rate": 0.01, "harmful_rate": 0.01, "error_rate": 0.02,
+            "timeout_rate": 0.01, "empty_refusal_rate": 0.05}  # fmt: skip
+
+
+class MonitorSpec(Section):
+    model: str | None = Field(
+        None, description="The monitored model (NAME@ALIAS, NAME@N or a folder); default: the version that served "
+        "most of the window. Its vocabulary and tokenizer measure the text; `reference: training` reads its data.",
+    )
+    reference: str = Field(
+        "training",
+        description="What the window is compared with: training (the model's curated train split, found through its "
+        "manifest), previous (the log's window of the same length just before), or START..END of the log.",
+    )
+    window: str = Field("24h", description="The current window: a duration up to now (15m, 24h, 7d) or START..END (UTC).")
+    endpoint: str = Field("/v1/cv/rewrite", description="The logged endpoint whose requests are monitored.")
+    min_rows: int = Field(30, ge=2, description="Fewer requests in the window (or a log reference) is an error (exit 2).")
+    min_values: int = Field(
+        20, ge=2, description="A feature with fewer values on either side is not tested; the report says so."
+    )
+    drift_share: float = Field(
+        0.5, gt=0, le=1, description="Input drift when at least this share of the tested input features drifted."
+    )
+    thresholds: Literal["auto", "calibrated", "fixed"] = Field(
+        "auto",
+        description="fixed: Evidently's defaults (KS/chi-square/z p < alpha up to 1,000 reference rows, else "
+        "Wasserstein/Jensen-Shannon >= distance_threshold; AUC > classifier_auc); calibrated: each threshold is the "
+        "1-alpha quantile of the statistic over chunks of the reference the window's size; auto: calibrated when "
+        "the reference holds calibration_min_ratio windows, else fixed.",
+    )
+    calibration_resamples: int = Field(100, ge=10, description="Reference chunks per calibrated threshold.")
+    calibration_min_ratio: float = Field(
+        2.0, ge=1.5, description="auto calibrates when the reference is at least this many times the window."
+    )
+    alpha: float = Field(0.05, gt=0, lt=0.5, description="Drift tests' level: p-value bound, or the calibration quantile.")
+    distance_threshold: float = Field(
+        0.1, gt=0, description="Fixed bound of the distances: Wasserstein (in reference standard deviations), "
+        "Jensen-Shannon, PSI.",
+    )
+    classifier_auc: float = Field(
+        0.55, gt=0.5, lt=1, description="Fixed bound of the domain classifier's ROC AUC (reference vs current text)."
+    )
+    classifier_decides: bool = Field(
+        True, description="The domain classifier alone makes the verdict drift when its AUC is above classifier_auc "
+        "with p below classifier_alpha: a change of topic moves the words, not the lengths or shares.",
+    )
+    classifier_alpha: float = Field(
+        0.001, gt=0, lt=0.5, description="Level at which the domain classifier decides alone (see classifier_decides).",
+    )
+    stattests: dict[str, str] = Field(
+        default_factory=dict, description="Per feature, a test instead of the default, e.g. {source_chars: psi}; "
+        f"tests: {', '.join(MONITOR_STATTESTS)}.",
+    )
+    max_text_rows: int = Field(
+        5000, ge=100, description="Features read from the text use a seeded sample of at most this many rows per side."
+    )
+    quality_alpha: float = Field(
+        0.05, gt=0, lt=0.5, description="Family-wise level of the quality alerts (Holm over every rate and variant)."
+    )
+    rate_limits: dict[str, float] = Field(
+        default_factory=_default_rate_limits,
+        description="Rates that alert when significantly above the bound (one-sided exact test); with a log "
+        f"reference, a significant rise over it alerts too. Rates: {', '.join(MONITOR_RATES)}.",
+    )
+    time_buckets: int = Field(12, ge=2, le=200, description="Points of the rates-over-time plots.")
+    top_words: int = Field(15, ge=1, le=100, description="Words shown per side of the domain classifier.")
+    output: str = Field("monitor/{name}", description="Report folder; {name} is the model's name.")
+    webhook: str | None = Field(None, description="`cvml monitor watch` posts alerts here (http or https URL).")
+    interval: str = Field("15m", description="How often `cvml monitor watch` evaluates (a duration).")
+
+    @field_validator("reference")
+    @classmethod
+    def _reference(cls, value: str) -> str:
+        if value in ("training", "previous"):
+            return value
+        if ".." not in value:
+            raise ValueError(f"{value!r}: use training, previous or START..END (dates or ISO times, UTC)")
+        return _window_text(value)
+
+    @field_validator("window")
+    @classmethod
+    def _window(cls, value: str) -> str:
+        return _window_text(value)
+
+    @field_validator("interval")
+    @classmethod
+    def _interval(cls, value: str) -> str:
+        from cvml.windows import parse_duration
+
+        try:
+            parse_duration(value)
+        except ConfigError as exc:
+            raise ValueError(exc.message) from None
+        return value
+
+    @field_validator("stattests")
+    @classmethod
+    def _stattests(cls, value: dict[str, str]) -> dict[str, str]:
+        from cvml.registry.refs import did_you_mean
+
+        numeric = [f for f in MONITOR_INPUT_FEATURES + MONITOR_OUTPUT_FEATURES if f not in ("input_text", "task", "language")]
+        categorical = ["task", "language"]
+        for feature, test in value.items():
+            if feature not in numeric + categorical:
+                raise ValueError(f"{feature}: not a feature with a statistical test; {did_you_mean(feature, numeric + categorical, 'features')}")
+            if test not in MONITOR_STATTESTS:
+                raise ValueError(f"{feature}: unknown test {test!r}; {did_you_mean(test, list(MONITOR_STATTESTS), 'tests')}")
+            if feature in categorical and test in ("ks", "wasserstein"):
+                raise ValueError(f"{feature}: {test} compares numbers; {feature} is categorical (chisquare, z, jensenshannon, psi)")
+        return value
+
+    @field_validator("rate_limits")
+    @classmethod
+    def _rate_limits(cls, value: dict[str, float]) -> dict[str, float]:
+        from cvml.registry.refs import did_you_mean
+
+        for rate, bound in value.items():
+            if rate not in MONITOR_RATES:
+                raise ValueError(f"{rate}: unknown rate; {did_you_mean(rate, list(MONITOR_RATES), 'rates')}")
+            if not 0 <= bound < 1:
+                raise ValueError(f"{rate}: {bound} is not a rate in [0, 1)")
+        return value
+
+    @field_validator("webhook")
+    @classmethod
+    def _webhook(cls, value: str | None) -> str | None:
+        if value is not None and not re.match(r"https?://[^\s/]+", value):
+            raise ValueError(f"{value!r} is not an http(s) URL")
+        return value
+
+
+def _window_text(value: str) -> str:
+    from cvml.windows import check_window
+
+    try:
+        return check_window(value)
+    except ConfigError as exc:
+        raise ValueError(exc.message + (f" ({exc.hint})" if exc.hint else "")) from None
+
+
 class Recipe(Section):
     name: str = Field(description="Experiment name; also the model name in the registry.")
     description: str | None = None
@@ -398,6 +573,7 @@ class Recipe(Section):
     bench: BenchSpec | None = Field(None, description="What `cvml bench` measures and gates.")
     serve: ServeSpec | None = Field(None, description="Defaults of `cvml serve`.")
     abtest: AbtestSpec | None = Field(None, description="How `cvml abtest` compares two model versions and decides.")
+    monitor: MonitorSpec | None = Field(None, description="What `cvml monitor` compares, tests and alerts on.")
 
     @model_validator(mode="after")
     def _cross_field_rules(self) -> "Recipe":

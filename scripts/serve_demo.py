@@ -48,11 +48,13 @@ def main() -> int:
     parser.add_argument("--text", default=BULLET, help="the CV text to rewrite")
     parser.add_argument("--task", default="rewrite_bullet", choices=["rewrite_bullet", "tailor_section", "summary"])
     parser.add_argument("--job-description", default=None)
+    parser.add_argument("--engine", default="cvml", choices=["cvml", "vllm"], help="what generates behind cvml serve")
     parser.add_argument("--timeout", type=float, default=300.0, help="seconds to wait for the server to be ready")
     args = parser.parse_args()
 
     proc = subprocess.Popen(
-        [sys.executable, "-m", "cvml", "serve", args.model, "--port", "0", "--json"], stdout=subprocess.PIPE, text=True
+        [sys.executable, "-m", "cvml", "serve", args.model, "--port", "0", "--json", "--engine", args.engine],
+        stdout=subprocess.PIPE, text=True
     )
     try:
         ready = wait_ready(proc, args.timeout)

@@ -145,3 +145,35 @@ def test_progress_is_reported_through_the_callback(make_recipe):
     assert events[1].info.startswith("loss ") and events[1].info.endswith(" tok/s")
     assert " · eval " in events[2].info  # evaluated at step 2
     assert result.steps == 3
+
+
+def test_the_vocabulary_is_stored_with_the_model_and_the_monitor_reads_it(lora_run, tmp_path):
+    """`cvml monitor` measures production's unknown words against the words the model was
+    trained on, and compares with the train split its manifest names."""
+    from dataclasses import replace
+    from datetime import datetime, timedelta, timezone
+
+    from cvml.data.vocabulary import Vocabulary
+    from cvml.monitor import Monitor
+    from cvml.monitor.model import resolve_model
+    from cvml.monitor.simulate import SCENARIOS, request_pool, simulate, write_log
+    from cvml.recipe import MonitorSpec
+    from cvml.windows import Window
+
+    result, root = lora_run
+    for folder in (result.model_dir, result.merged_dir):
+        vocabulary = Vocabulary.read(folder)
+        assert {"led", "team", "using"} <= set(vocabulary.counts) and vocabulary.documents > 100
+        assert min(vocabulary.counts.values()) >= 2
+    model = resolve_model("e2e", root / "home")  # the registered, merged version
+    assert model.ref == "e2e@1" and model.vocabulary is not None and model.tokenizer is not None
+    assert model.training_data is not None and model.training_data.name == "cv-raw.jsonl"
+    start = datetime(2026, 11, 1, tzinfo=timezone.utc)
+    entries, _ = simulate(request_pool(seed=5, n_people=100), 120,
+                          replace(SCENARIOS["no_drift"], model_version="e2e@1"), Window(start, start + timedelta(hours=1)), seed=1)  # fmt: skip
+    write_log(tmp_path / "requests.db", entries, [])
+    spec = MonitorSpec(reference="training", window="2026-11-01..2026-11-01", model="e2e@1")
+    report = Monitor(spec, log=tmp_path / "requests.db", registry=root / "home").report()
+    assert report.model.ref == "e2e@1" and report.reference.kind == "training"
+    for name in ("oov_rate", "source_tokens", "language", "input_text"):
+        assert report.drift.feature(name).drifted is not None, name

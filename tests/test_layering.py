@@ -6,7 +6,7 @@ Floors, bottom up:
   (SQLite / Postgres) and `cvml.registry` (versions, aliases, experiments). Imports nothing
   above it.
 - middle: `cvml.safety` and `cvml.evaluation`, what several areas use. Imports the ground.
-- areas: curate, train, quantize, bench, serve, abtest, tiny. Import the floors below and
+- areas: curate, train, quantize, bench, serve, abtest, tiny, monitor. Import the floors below and
   only the area → area arrows listed in ALLOWED_ARROWS: adding one is a visible decision.
 - the CLI on top: nothing but the CLI (and `python -m cvml`) imports `cvml.cli`.
 
@@ -25,11 +25,13 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1] / "cvml"
 MIDDLE = {"safety", "evaluation"}
 GROUND_PACKAGES = {"data", "registry", "storage"}
-AREAS = {"curate", "train", "quantize", "bench", "serve", "abtest", "tiny"}
+AREAS = {"curate", "train", "quantize", "bench", "serve", "abtest", "tiny", "monitor"}
 ALLOWED_ARROWS = {
     ("bench", "serve"),  # bench measures serve's engine in process
     ("bench", "tiny"),  # perf prompts from the synthetic generator when no eval data is given
     ("abtest", "serve"),  # online analysis reads serve's request log
+    ("monitor", "serve"),  # drift and quality are read from serve's request log (and the sizes its checks log)
+    ("monitor", "tiny"),  # simulated production traffic (tests, power benchmark) from the synthetic generator
 }
 
 

@@ -286,7 +286,9 @@ def test_every_request_is_logged_with_engine_figures(ab, client, oai):
     assert (row["task"], row["output_text"] is not None) == ("rewrite_bullet", True)
     assert row["pii_leak"] == body["checks"]["pii_leak"]["flagged"]
     assert row["fabrication"] == body["checks"]["fabrication"]["flagged"]
-    assert row["checks"] == {**body["checks"], "guard": body["guard"]}
+    # ... and the sizes of the inputs, which the monitor splits the logged text by
+    inputs = {"text_chars": len("Led a team of five engineers"), "text_lines": 0, "job_description_chars": 0}
+    assert row["checks"] == {**body["checks"], "guard": body["guard"], "inputs": inputs}
 
 
 def test_log_stores_redacted_text_only(ab, client):
@@ -382,7 +384,7 @@ BAD_INPUT = [
     ("/v1/cv/rewrite", {"text": "x", "task": "poem"}, "task"),
     ("/v1/cv/rewrite", {"text": "", "task": "summary"}, "text"),
     ("/v1/cv/rewrite", {"text": "x", "txt": "x", "task": "summary"}, "txt"),
-    ("/v1/cv/rewrite", {"text": "x", "task": "tailor_section"}, None),
+    ("/v1/cv/rewrite", {"text": "x", "task": "tailor_section"}, "job_description"),
     ("/v1/feedback", {"request_id": "r", "rating": 0}, "rating"),
 ]
 
@@ -417,10 +419,12 @@ def test_unknown_model_is_404_naming_the_served_ids(oai):
     assert "tiny@1" in error["message"]
 
 
-def test_prompt_over_the_context_is_413(client):
+def test_prompt_over_the_context_is_400_in_openai_words(client):
+    """OpenAI's status, code and message, which clients parse to fall back to a larger model."""
     response = rewrite(client, text="managed budgets " * 600)
     error = error_of(response)
-    assert response.status_code == 413 and (error["code"], error["param"]) == ("context_length_exceeded", "text")
+    assert response.status_code == 400 and (error["code"], error["param"]) == ("context_length_exceeded", "text")
+    assert error["message"].startswith("This model's maximum context length is 512 tokens. However, you requested")
     assert response.headers["x-cvml-variant"] in ("a", "b")
 
 

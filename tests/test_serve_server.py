@@ -168,6 +168,6 @@ def test_upstream_engine_serves_the_same_answers_through_an_openai_server(tmp_pa
 
             # The context check happens in front, as on cvml's engine.
             over = httpx.post(f"{front.url}/v1/cv/rewrite", json={**body, "text": "x " * 600}, timeout=60)
-            assert over.status_code == 413
+            assert over.status_code == 400 and over.json()["error"]["code"] == "context_length_exceeded"
             row = RequestLog(tmp_path / "front.db").query()[0]
             assert row["status"] == 200 and row["completion_tokens"] == direct["usage"]["completion_tokens"]

@@ -43,6 +43,9 @@ def run(
     set_: list[str] = typer.Option(None, "--set", help="Override a field: --set curate.dedup.threshold=0.9"),
     input_: list[str] = typer.Option(None, "--input", help="Raw input file or `datasets` folder (repeatable); overrides curate.inputs."),
     out_dir: str = typer.Option(None, "--out", help="Dataset folder to write (overrides curate.output)."),
+    engine: str = typer.Option(None, "--engine", help="local (this machine's cores) or ray (Ray Data); same dataset either way. Overrides curate.engine."),
+    address: str = typer.Option(None, "--address", help="--engine ray: the cluster to join (auto, ray://head:10001); default a local Ray."),
+    workers: int = typer.Option(None, "--workers", min=1, help="Worker processes (local) or Ray actors (ray); default: the cores."),
     json_: bool = typer.Option(False, "--json", help="Print the result as JSON on stdout."),
 ) -> None:
     """Curate: schema, normalization, PII redaction, dedup, filters, decontamination, split."""
@@ -51,7 +54,8 @@ def run(
     if recipe is None and (not input_ or not out_dir):
         raise typer.BadParameter("give a recipe, or both --input and --out", param_hint="RECIPE")
     name = re.sub(r"[^A-Za-z0-9._-]+", "-", Path(out_dir or "").name).strip("-._") or "dataset"
-    flags = {"curate.inputs": list(input_) if input_ else None, "curate.output": out_dir}
+    flags = {"curate.inputs": list(input_) if input_ else None, "curate.output": out_dir,
+             "curate.engine": engine, "curate.address": address, "curate.workers": workers}
     resolved = resolve_recipe(recipe, set_, flags, require=("curate",) if recipe is not None else (), name=name)
 
     from cvml.curate.run import run_curate

@@ -18,7 +18,11 @@ def finetune(
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the resolved recipe and the plan; train nothing."),
     resume: bool = typer.Option(False, "--resume", help="Continue from the run folder's latest checkpoint."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Start the run afresh; a run folder holding a registered model is kept and a new sibling folder is written."),
-    num_processes: int = typer.Option(None, "--num-processes", min=1, help="Train in N processes (DDP; gloo on CPU)."),
+    num_processes: int = typer.Option(None, "--num-processes", min=1, help="Train in N processes per machine (DDP; gloo on CPU)."),
+    num_machines: int = typer.Option(1, "--num-machines", min=1, help="Machines in the run; run the same command on each."),
+    machine_rank: int = typer.Option(0, "--machine-rank", min=0, help="This machine's rank (0 = the main one)."),
+    main_process_ip: str = typer.Option(None, "--main-process-ip", help="Address of machine 0 (several machines)."),
+    main_process_port: int = typer.Option(29500, "--main-process-port", help="Rendezvous port on machine 0."),
     json_: bool = typer.Option(False, "--json", help="Print the result (or plan) as JSON on stdout."),
 ) -> None:
     """Fine-tune a model (LoRA or full) as the recipe says; resumable, multi-process capable."""
@@ -29,19 +33,25 @@ def finetune(
 
     from cvml.train.launch import inside_launcher, is_main_process, relaunch
 
-    if num_processes and num_processes > 1 and not dry_run and not inside_launcher():
+    from cvml.train.launch import Nodes
+
+    nodes = Nodes(num_machines, machine_rank, main_process_ip, main_process_port)
+    nodes.check()
+    world_size = (num_processes or 1) * num_machines
+    if world_size > 1 and not dry_run and not inside_launcher():
         from cvml.train.modeling import resolve_device
 
         args = ["finetune", str(recipe), *[a for o in set_ or [] for a in ("--set", o)]]
         args += [a for flag, v in (("--output-dir", output_dir), ("--max-steps", max_steps), ("--seed", seed))
                  if v is not None for a in (flag, str(v))]
         args += [flag for flag, on in (("--resume", resume), ("--overwrite", overwrite), ("--json", json_)) if on]
-        raise typer.Exit(relaunch(num_processes, args, resolved.train.accelerate_config, resolve_device(resolved.model)))
+        device = resolve_device(resolved.model)
+        raise typer.Exit(relaunch(num_processes or 1, args, resolved.train.accelerate_config, device, nodes))
 
     if dry_run:
         from cvml.train import dry_run as plan_run
 
-        plan, counts = plan_run(resolved, world_size=num_processes or 1)
+        plan, counts = plan_run(resolved, world_size=world_size)
         if json_:
             emit_json({"recipe": recipe_to_dict(resolved), "plan": plan.as_dict(), "data": counts})
         else:

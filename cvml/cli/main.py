@@ -12,7 +12,7 @@ import typer
 from typer.core import TyperGroup
 
 from cvml import __version__
-from cvml.cli import abtest, bench, curate, db, finetune, forget, logs, merge, models, quantize, serve, tiny, validate
+from cvml.cli import abtest, bench, curate, db, finetune, forget, logs, merge, models, monitor, quantize, serve, tiny, validate
 from cvml.errors import CvmlError, RecipeError
 
 
@@ -49,7 +49,7 @@ class _CvmlGroup(TyperGroup):
 app = typer.Typer(
     name="cvml",
     cls=_CvmlGroup,
-    help="Curate, fine-tune, quantize, bench, serve and A/B-test the models behind a CV product.",
+    help="Curate, fine-tune, quantize, bench, serve, A/B-test and monitor the models behind a CV product.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -80,6 +80,7 @@ app.add_typer(logs.app, name="logs")
 app.command("serve")(serve.serve)
 app.add_typer(tiny.app, name="tiny")
 app.add_typer(abtest.app, name="abtest")
+app.add_typer(monitor.app, name="monitor")
 app.add_typer(db.app, name="db")
 app.command("forget")(forget.forget)
 

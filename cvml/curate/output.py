@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import json
 import os
+from array import array
 from pathlib import Path
-from typing import IO, Any, Callable, Iterable
-
-from cvml.data.records import Record
+from typing import IO, Any, Iterable
 
 SPLITS = ("train", "validation", "test")
-_COLUMNS = ("id", "task", "source_text", "job_description", "target", "group", "meta")
+COLUMNS = ("id", "task", "source_text", "job_description", "target", "group", "meta")
 REPORT_VERSION = 1
 # Every file a dataset folder holds; each is created owner-only before anything writes it.
 DATASET_FILES = (*(f"{s}.parquet" for s in SPLITS), "quarantine.jsonl", "removed.jsonl", "pii_index.jsonl",
@@ -90,49 +89,66 @@ def _create_private(path: Path) -> int:
     return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
 
 
-def write_splits(
-    out: Path, records: Iterable[Record], split_of: Callable[[Record], str], lengths: dict[str, tuple[int, int]]
-) -> tuple[dict[str, int], dict]:
-    """Write {split}.parquet (every split, even empty, so readers never guess); return
-    counts per split and per-split (source, target) lengths for the histogram."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
+class SplitWriter:
+    """{split}.parquet written as rows arrive, in row groups of a fixed size (so the files
+    depend on the rows only), and each split's (source, target) lengths for the report.
+    Every split gets a file, even an empty one, so readers never guess."""
 
-    schema = pa.schema([(c, pa.string()) for c in _COLUMNS])
-    columns: dict[str, dict[str, list]] = {s: {c: [] for c in _COLUMNS} for s in SPLITS}
-    by_split: dict[str, dict[str, list[int]]] = {s: {"source": [], "target": []} for s in SPLITS}
-    for record in records:
-        split = split_of(record)
-        cols = columns[split]
-        for c in _COLUMNS:
-            value = getattr(record, c)
-            cols[c].append(json.dumps(value, ensure_ascii=False) if c == "meta" else value)
-        n_src, n_tgt = lengths[record.id]
-        by_split[split]["source"].append(n_src)
-        by_split[split]["target"].append(n_tgt)
-    counts = {}
-    for split, cols in columns.items():
-        pq.write_table(pa.table(cols, schema=schema), private_file(out / f"{split}.parquet"))
-        counts[split] = len(cols["id"])
-    return counts, by_split
+    ROW_GROUP = 65_536
+
+    def __init__(self, out: Path):
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        self._schema = pa.schema([(c, pa.string()) for c in COLUMNS])
+        self._writers = {s: pq.ParquetWriter(private_file(out / f"{s}.parquet"), self._schema) for s in SPLITS}
+        self._columns: dict[str, list[list]] = {s: [[] for _ in COLUMNS] for s in SPLITS}
+        self.counts = {s: 0 for s in SPLITS}
+        self.lengths = {s: {"source": array("i"), "target": array("i")} for s in SPLITS}
+
+    def add(self, split: str, values: list, n_src: int, n_tgt: int) -> None:
+        """One row: its values in column order (meta as JSON text)."""
+        columns = self._columns[split]
+        for column, value in zip(columns, values):
+            column.append(value)
+        self.counts[split] += 1
+        self.lengths[split]["source"].append(n_src)
+        self.lengths[split]["target"].append(n_tgt)
+        if len(columns[0]) == self.ROW_GROUP:
+            self._flush(split)
+
+    def close(self) -> None:
+        for split in SPLITS:
+            self._flush(split)
+            self._writers[split].close()
+
+    def _flush(self, split: str) -> None:
+        import pyarrow as pa
+
+        columns = self._columns[split]
+        if columns[0]:
+            self._writers[split].write_table(pa.table(dict(zip(COLUMNS, columns)), schema=self._schema))
+            self._columns[split] = [[] for _ in COLUMNS]
 
 
 def write_report(
-    out: Path, result, spec, dedup, lengths: dict, recipe: dict[str, Any] | None,
+    out: Path, result, spec, lengths: dict, recipe: dict[str, Any] | None, *,
+    cluster_sizes: Iterable[int] = (), cluster_examples: list[list[str]] = (),
     erasures: list[dict] | None = None, suppression: dict[str, Any] | None = None,
 ) -> dict[str, str]:
     """report.json, report.md, lengths.png and manifest.json; returns their paths.
 
-    `erasures` are the erasure events of the dataset this run replaced: the record of who
-    was erased stays with the folder. `suppression` says what the suppression list removed."""
+    `cluster_sizes` are the sizes of the duplicate clusters, `cluster_examples` the ids of
+    the first ones. `erasures` are the erasure events of the dataset this run replaced: the
+    record of who was erased stays with the folder. `suppression` says what the suppression
+    list removed."""
     from cvml.manifest import build_manifest, sha256_file, write_manifest
 
-    clusters = dedup.clusters if dedup is not None else []
     report = {
         "report_version": REPORT_VERSION,
         **result.as_dict(),
-        "duplicate_cluster_sizes": _histogram(len(c) for c in clusters),
-        "duplicate_cluster_examples": clusters[:20],
+        "duplicate_cluster_sizes": _histogram(cluster_sizes),
+        "duplicate_cluster_examples": list(cluster_examples),
         "lengths": {s: {k: _summary(v) for k, v in d.items()} for s, d in lengths.items()},
     }
     files = {name: str(out / name) for name in ("report.json", "report.md", "lengths.png", "manifest.json")}
@@ -167,7 +183,7 @@ def _histogram(values: Iterable[int]) -> dict[str, int]:
     return dict(sorted(counts.items(), key=lambda kv: int(kv[0])))
 
 
-def _summary(values: list[int]) -> dict[str, float]:
+def _summary(values: Iterable[int]) -> dict[str, float]:
     if not values:
         return {"n": 0}
     ordered = sorted(values)

@@ -79,7 +79,7 @@ class Event:
     id: int
     at: str
     actor: str
-    action: str  # "register" | "promote" | "rollback"
+    action: str  # "register" | "promote" | "rollback" | "erasure" | "retrain_recommended" (cvml monitor)
     name: str
     alias: str | None
     from_version: int | None

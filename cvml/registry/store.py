@@ -212,6 +212,25 @@ class Registry:
             )
             return _log(conn, who, "rollback", name, alias, stack[-1], stack[-2], reason)
 
+    def record_event(
+        self, ref: str, action: str, reason: str, actor: str | None = None, alias: str | None = None
+    ) -> Event:
+        """Add an audit event about a registered version that changes nothing else, e.g.
+        `cvml monitor`'s "retrain_recommended" with its evidence (JSON) as the reason.
+
+        Raises:
+            RegistryError: the reference is unknown or not a registered version, or the
+                action is one the registry writes itself.
+        """
+        if action in ("register", "promote", "rollback") or not action.replace("_", "").isalnum():
+            raise RegistryError(f"{action!r} cannot be recorded as an event", hint="use a new lower_case action name")
+        who = current_actor(actor)
+        with self._db.write() as conn:
+            target = self._resolve(conn, ref)
+            if not target.registered:
+                raise RegistryError(f"{ref} is not a registered model version", hint="events are about registered versions")
+            return _log(conn, who, action, target.name, alias, None, target.version, reason)
+
     # ------------------------------------------------------------------------------ reads
 
     def resolve(self, ref: str | Path) -> ModelVersion:
@@ -282,7 +301,7 @@ class Registry:
             return _hydrate(conn, inside)
 
     def events(self, name: str | None = None) -> list[Event]:
-        """The audit log (registrations, promotions, rollbacks), oldest first.
+        """The audit log (registrations, promotions, rollbacks, erasures, monitor recommendations), oldest first.
 
         Raises:
             RegistryError: `name` is not registered (with "did you mean").

@@ -169,7 +169,8 @@ async def _on_validation_error(request: Request, exc: RequestValidationError) ->
     elif first.get("type") == "missing" and not loc:
         message = "a JSON body is required"
     else:
-        message = f"{param}: {first.get('msg')}" if param else str(first.get("msg"))
+        detail = str(first.get("msg")).removeprefix("Value error, ")  # pydantic's prefix for a validator's message
+        message = f"{param}: {detail}" if param else detail
     return ApiError(400, message, param=param, code="invalid_value").response(_request_id(request))
 
 
@@ -314,6 +315,15 @@ async def list_models(request: Request) -> api.ModelList:
     return api.ModelList(data=cards)
 
 
+@api_router.get("/v1/models/{model_id:path}", response_model=api.ModelCard, summary="One accepted `model` id")
+async def retrieve_model(model_id: str, request: Request) -> api.ModelCard:
+    """The card `GET /v1/models` lists for this id; 404 `model_not_found` for any other."""
+    for card in (await list_models(request)).data:
+        if card.id == model_id:
+            return card
+    raise ApiError(404, f"the model {model_id!r} does not exist", param="model", code="model_not_found")
+
+
 @api_router.post(
     "/v1/feedback", response_model=api.FeedbackResponse, summary="The user's verdict on a response (A/B outcome)"
 )
@@ -322,7 +332,7 @@ async def feedback(body: api.FeedbackRequest, request: Request) -> api.FeedbackR
     if log is None:
         raise ApiError(404, "this server keeps no request log", code="request_not_found", param="request_id")
     found = await anyio.to_thread.run_sync(
-        lambda: log.feedback(body.request_id, accepted=body.accepted, rating=body.rating)
+        lambda: log.feedback(body.request_id, accepted=body.accepted, rating=body.rating, edited_text=body.edited_text)
     )
     if not found:
         raise ApiError(404, f"no request with id {body.request_id!r}", param="request_id", code="request_not_found")

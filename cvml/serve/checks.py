@@ -5,6 +5,10 @@ The first four compare the output with what the user gave (the CV text and the j
 description): personal data, facts or attributes that appear in the output but in
 neither input were introduced by the model. The injection check reads the inputs. The
 results go in the response (the web app can warn), the guard and the request log.
+
+The request log also keeps, under INPUTS, the sizes of the two inputs (`input_figures`):
+the log stores them as one text, and `cvml monitor` needs each one's length, and where
+the first ends, to watch their drift apart.
 """
 
 from __future__ import annotations
@@ -14,6 +18,8 @@ from typing import Any
 from cvml.safety.fabrication import check_fabrication
 from cvml.safety.harmful import check_harmful
 from cvml.safety.leak import pii_leaks
+
+INPUTS = "inputs"  # the checks' key of `input_figures` in the request log
 
 
 def run_checks(output: str, source: str, job_description: str | None) -> dict[str, Any]:
@@ -27,4 +33,14 @@ def run_checks(output: str, source: str, job_description: str | None) -> dict[st
         "pii_leak": {"flagged": bool(leaks), "types": sorted({leak.type for leak in leaks}), "n_leaks": len(leaks)},
         "fabrication": fabrication.to_dict(),
         **harmful,
+    }
+
+
+def input_figures(source: str, job_description: str | None) -> dict[str, int]:
+    """{"text_chars", "text_lines", "job_description_chars"}: the raw inputs' sizes (the log
+    holds `text + "\n" + job_description`, redacted; `text_lines` says where the text ends)."""
+    return {
+        "text_chars": len(source),
+        "text_lines": source.count("\n"),
+        "job_description_chars": len(job_description) if job_description else 0,
     }

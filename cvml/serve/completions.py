@@ -24,7 +24,7 @@ from starlette.background import BackgroundTask
 from cvml.prompts import render_chat
 from cvml.serve import openai_schema as api
 from cvml.serve.context import ServeContext
-from cvml.serve.errors import ApiError, error_type, from_engine_error, public_message
+from cvml.serve.errors import ApiError, context_exceeded, error_type, from_engine_error, public_message
 from cvml.serve.guard import GuardOutcome, retry_params
 from cvml.serve.pool import ServedModel
 from cvml.serve.requestlog import LogEntry, engine_figures
@@ -62,6 +62,7 @@ class Generation:
         input_text: str | None,
         task: str | None = None,
         constraint: Callable[[int], Any] | None = None,
+        asked_tokens: int | None = None,
     ):
         self.ctx = ctx
         self.served = served
@@ -74,6 +75,7 @@ class Generation:
         self.input_text = input_text
         self.task = task
         self.make_constraint = constraint  # max_new_tokens -> a fresh token constraint per attempt
+        self.asked_tokens = asked_tokens  # the client's own max_tokens (a default cap is no ask)
         self.constraint: Any = None
         self.earlier_tokens = 0  # completion tokens of the attempts before the current one
         self.handle: Any = None
@@ -90,11 +92,17 @@ class Generation:
         """Lease the model and submit the request to its engine.
 
         Raises:
-            ApiError: the engine refuses (413, 429, 503); the refusal is recorded.
+            ApiError: the request does not fit the context (400), the engine refuses (429,
+                503); the refusal is recorded.
         """
         self.deadline = time.monotonic() + self.ctx.settings.request_timeout_s
         self.ctx.pool.acquire(self.served)
         self._leased = True
+        context, prompt = self.served.context_length, len(self.prompt_ids)
+        if prompt >= context or (self.asked_tokens and prompt + self.asked_tokens > context):
+            error = context_exceeded(context, prompt, self.asked_tokens, self.prompt_param, self.headers)
+            self.close(error.status, error=error.message)
+            raise error
         self._submit()
 
     def resubmit(self, params: SamplingParams) -> None:
@@ -182,6 +190,8 @@ class Generation:
             figures["finish_reason"] = self.finish_reason or stats.finish_reason or "cancelled"
             if stats.finished_at is not None:
                 self.ctx.metrics.observe(self.served.variant, self.served.public_ref, stats)
+            else:
+                self.ctx.metrics.observe_unfinished(self.served.variant, self.served.public_ref, stats)
         self._note_refused()
         if checks is not None:
             for name, check in checks.items():
@@ -285,7 +295,7 @@ def sampling(
     """Decoding settings: max tokens capped by the server; unset, they fill the context left."""
     cap = ctx.settings.max_new_tokens
     asked = body.new_tokens()
-    # An explicit ask beyond the context is the client's error (413); a default just fits.
+    # An explicit ask beyond the context is the client's error (400, see Generation.open); a default just fits.
     max_new = min(asked, cap) if asked else max(1, min(cap, context_length - prompt_len))
     temperature = body.temperature if body.temperature is not None else default_temperature
     return SamplingParams(
@@ -297,6 +307,57 @@ def sampling(
         ignore_eos=getattr(body, "ignore_eos", False),
         repetition_penalty=getattr(body, "repetition_penalty", None),
     )
+
+
+def _both(grounding: Callable[[int], Any] | None, schema: Callable[[int], Any] | None) -> Callable[[int], Any] | None:
+    """One constraint factory for a grounded rewrite that is also JSON: a token must pass both."""
+    if grounding is None or schema is None:
+        return grounding or schema
+    from cvml.serve.structured import AllOf
+
+    return lambda max_new_tokens: AllOf(schema(max_new_tokens), grounding(max_new_tokens))
+
+
+def _refuse_unsupported(body: api.SamplingFields) -> None:
+    """A field that would change the answer is never silently ignored (tools, logprobs, ...).
+
+    Raises:
+        ApiError: 400 naming the field.
+    """
+    name = body.unsupported()
+    if name is not None:
+        raise ApiError(400, f"{name} is not supported by cvml serve; send the request without it", param=name,
+                       code="unsupported_parameter")
+
+
+async def _response_format(served: ServedModel, body: Any) -> Callable[[int], Any] | None:
+    """What makes each attempt's grammar constraint for `response_format` (None: free text).
+
+    Raises:
+        ApiError: 400 when the schema cannot be enforced, or the engine cannot constrain
+            decoding (vLLM behind cvml: send the request to vLLM's own server).
+    """
+    fmt = body.response_format
+    if fmt is None or fmt.type == "text":
+        return None
+    if not getattr(served.engine, "supports_constraints", False):
+        raise ApiError(400, "response_format is enforced by cvml's engine; this model is served by another",
+                       param="response_format", code="unsupported_value")
+    from cvml.serve.structured import grammar_constraint
+
+    spec = fmt.model_dump(by_alias=True)
+    vocab = getattr(served.engine, "vocab_size", len(served.tokenizer))
+    eos = getattr(served.engine, "eos_ids", ())
+    try:
+        first = await anyio.to_thread.run_sync(grammar_constraint, served.tokenizer, vocab, spec, eos)
+    except EngineError as exc:
+        raise ApiError(400, str(exc), param="response_format", code="invalid_value") from None
+    used = [first]
+
+    def make(max_new_tokens: int):  # the first attempt reuses the compiled one; a retry compiles from cache
+        return used.pop() if used else grammar_constraint(served.tokenizer, vocab, spec, eos)
+
+    return make
 
 
 def _chat_messages(body: api.ChatCompletionRequest) -> list[dict[str, str]]:
@@ -314,13 +375,16 @@ def _chat_messages(body: api.ChatCompletionRequest) -> list[dict[str, str]]:
 )
 async def chat_completions(body: api.ChatCompletionRequest, request: Request):
     ctx: ServeContext = request.app.state.cvml
+    _refuse_unsupported(body)
     served = ctx.pick(body.model, body.user)
     messages = _chat_messages(body)
     prompt_ids = await anyio.to_thread.run_sync(chat_prompt_ids, served.tokenizer, messages)
     params = sampling(ctx, body, len(prompt_ids), served.context_length, OPENAI_TEMPERATURE)
+    schema = await _response_format(served, body)
     gen = Generation(
         ctx, request, served, "/v1/chat/completions", prompt_ids, params,
         prompt_param="messages", user_id=body.user, input_text="\n".join(m["content"] for m in messages),
+        constraint=schema, asked_tokens=body.new_tokens(),
     )
     if body.stream:
         gen.open()
@@ -344,12 +408,14 @@ async def chat_completions(body: api.ChatCompletionRequest, request: Request):
 )
 async def completions(body: api.CompletionRequest, request: Request):
     ctx: ServeContext = request.app.state.cvml
+    _refuse_unsupported(body)
     served = ctx.pick(body.model, body.user)
     prompt_ids = await anyio.to_thread.run_sync(text_prompt_ids, served.tokenizer, body.prompt)
     params = sampling(ctx, body, len(prompt_ids), served.context_length, OPENAI_TEMPERATURE)
     gen = Generation(
         ctx, request, served, "/v1/completions", prompt_ids, params,
         prompt_param="prompt", user_id=body.user, input_text=body.prompt if isinstance(body.prompt, str) else None,
+        asked_tokens=body.new_tokens(),
     )
     if body.stream:
         gen.open()
@@ -385,11 +451,13 @@ async def rewrite(body: api.RewriteRequest, request: Request):
     if not getattr(served.engine, "supports_constraints", False):
         grounding = "off"  # an engine that cannot constrain decoding (vLLM): the guard still checks
     prompt_ids, make_constraint = await anyio.to_thread.run_sync(_rewrite_prompt, served, body, grounding)
+    make_constraint = _both(make_constraint, await _response_format(served, body))
     params = sampling(ctx, body, len(prompt_ids), served.context_length, 0.0)
     source = body.text if body.job_description is None else f"{body.text}\n{body.job_description}"
     gen = Generation(
         ctx, request, served, "/v1/cv/rewrite", prompt_ids, params,
         prompt_param="text", user_id=body.user_id, input_text=source, task=body.task, constraint=make_constraint,
+        asked_tokens=body.new_tokens(),
     )
     outcome = GuardOutcome(body.guard or ctx.settings.guard, grounding)
     output = await gen.run_to_text(request)
@@ -482,6 +550,18 @@ def _event(payload: Any) -> str:
     return f"data: {json.dumps(data, separators=(',', ':'))}\n\n"
 
 
+def _chunk_event(chunk: Any, include_usage: bool) -> str:
+    """A stream chunk as OpenAI writes it: a delta holds only what it carries (`{}` at the
+    finish), and `usage` appears only when the client asked for it (null until the last)."""
+    data = chunk.model_dump()
+    for choice in data["choices"]:
+        if "delta" in choice:
+            choice["delta"] = {k: v for k, v in choice["delta"].items() if v is not None}
+    if not include_usage:
+        data.pop("usage", None)
+    return _event(data)
+
+
 async def _stream(gen: Generation, first: str | None, piece, final, include_usage: bool) -> AsyncIterator[str]:
     """The SSE body shared by chat and text streams: pieces, the finish, usage, [DONE]."""
     pieces: list[str] = []
@@ -491,7 +571,7 @@ async def _stream(gen: Generation, first: str | None, piece, final, include_usag
         async for event in gen.events():
             if event.text:
                 pieces.append(event.text)
-                yield _event(piece(event.text))
+                yield _chunk_event(piece(event.text), include_usage)
             if event.finished:
                 error = gen.failure(event)
                 if error is not None:
@@ -502,9 +582,9 @@ async def _stream(gen: Generation, first: str | None, piece, final, include_usag
                     yield "data: [DONE]\n\n"
                     gen.close(error.status, output="".join(pieces), error=error.message)
                     return
-                yield _event(final(_openai_finish(event.finish_reason)))
+                yield _chunk_event(final(_openai_finish(event.finish_reason)), include_usage)
         if include_usage:
-            yield _event(final(None, usage=gen.usage()))
+            yield _chunk_event(final(None, usage=gen.usage()), include_usage)
         yield "data: [DONE]\n\n"
         gen.close(200, output="".join(pieces))
     finally:
@@ -522,7 +602,7 @@ def _chat_chunks(gen: Generation, include_usage: bool) -> AsyncIterator[str]:
         return api.ChatCompletionChunk(**base, choices=choices, usage=usage)
 
     opening = api.ChatChunkChoice(delta=api.ChatDelta(role="assistant", content=""))
-    role = _event(api.ChatCompletionChunk(**base, choices=[opening]))
+    role = _chunk_event(api.ChatCompletionChunk(**base, choices=[opening]), include_usage)
     return _stream(gen, role, piece, final, include_usage)
 
 

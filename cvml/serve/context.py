@@ -64,7 +64,7 @@ class ServeContext:
         self.pool = pool
         self.settings = settings
         self.request_log = request_log
-        self.run_checks = checks
+        self.run_checks = _with_input_figures(checks)
         self.metrics = ServeMetrics(pool.engine_load)
         self.inflight = 0
 
@@ -109,3 +109,17 @@ class ServeContext:
             while self.inflight > 0:
                 await asyncio.sleep(0.05)
         return self.inflight == 0
+
+
+def _with_input_figures(checks: Callable[[str, str, str | None], dict[str, Any]]):
+    """The checks, their result extended with the inputs' sizes for the request log
+    (`cvml.serve.checks.input_figures`; the response's `checks` leaves them out)."""
+    from cvml.serve.checks import INPUTS, input_figures
+
+    def run(output: str, source: str, job_description: str | None) -> dict[str, Any]:
+        result = checks(output, source, job_description)
+        if isinstance(result, dict):
+            result = {**result, INPUTS: input_figures(source, job_description)}
+        return result
+
+    return run

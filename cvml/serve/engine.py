@@ -533,6 +533,7 @@ class Engine:
         if stats.first_token_at is None:
             stats.first_token_at = now
         stats.token_times.append(now)
+        stats.completion_tokens += 1  # counted as generated, so a client that leaves mid-stream is billed right
         sequence.ids.append(token)
         sequence.unsent_ids.append(token)
         reason = None

@@ -79,14 +79,30 @@ def error_type(status: int) -> str:
     return ERROR_TYPES.get(status, "invalid_request_error" if status < 500 else "server_error")
 
 
+def context_exceeded(
+    context: int, prompt_tokens: int, asked: int | None, param: str, headers: Mapping[str, str] | None = None
+) -> ApiError:
+    """OpenAI's 400 for a request that does not fit the context, in the words clients parse
+    ("maximum context length is N tokens") to fall back to a larger model."""
+    where = "the messages" if param == "messages" else f"the {param}"
+    if asked:
+        message = (f"This model's maximum context length is {context} tokens. However, you requested "
+                   f"{prompt_tokens + asked} tokens ({prompt_tokens} in {where}, {asked} in the completion). "
+                   f"Please reduce the length of {where} or completion.")
+    else:
+        message = (f"This model's maximum context length is {context} tokens. However, {where} resulted in "
+                   f"{prompt_tokens} tokens. Please reduce the length of {where}.")
+    return ApiError(400, message, param=param, code="context_length_exceeded", headers=dict(headers or {}))
+
+
 def from_engine_error(exc: EngineError, prompt_param: str, headers: Mapping[str, str] | None = None) -> ApiError:
-    """The response an engine's refusal becomes (400 and 413 naming `prompt_param`, 429 with Retry-After, 503)."""
+    """The response an engine's refusal becomes (400 naming `prompt_param`, 429 with Retry-After, 503)."""
     headers = dict(headers or {})
     if isinstance(exc, QueueFullError):
         headers["retry-after"] = str(max(1, round(exc.retry_after_s)))
         return ApiError(429, str(exc), code="queue_full", headers=headers)
     if isinstance(exc, PromptTooLongError):
-        return ApiError(413, str(exc), param=prompt_param, code="context_length_exceeded", headers=headers)
+        return ApiError(400, str(exc), param=prompt_param, code="context_length_exceeded", headers=headers)
     if isinstance(exc, InvalidRequestError):
         return ApiError(400, str(exc), param=prompt_param, code="invalid_value", headers=headers)
     if isinstance(exc, EngineUnavailableError):

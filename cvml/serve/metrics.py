@@ -174,6 +174,13 @@ class ServeMetrics:
         self.request_generation_tokens.labels(*labels).observe(stats.completion_tokens)
         self.request_success.labels(*labels, stats.finish_reason or "unknown").inc()
 
+    def observe_unfinished(self, variant: str, model_name: str, stats: RequestStats) -> None:
+        """Count the tokens of a generation abandoned mid-way (its client left): they were
+        computed, and streamed ones were delivered."""
+        labels = (model_name, variant)
+        self.prompt_tokens.labels(*labels).inc(stats.prompt_tokens)
+        self.generation_tokens.labels(*labels).inc(stats.completion_tokens)
+
     def set_model(self, variant: str, model_name: str, version: int | None) -> None:
         """Point `cvml_model_info` of a variant at the version it serves now (dropping the old one)."""
         labels = (variant, model_name, "" if version is None else str(version))

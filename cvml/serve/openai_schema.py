@@ -38,6 +38,7 @@ def _encodable(text: str) -> str:
 
 Text = Annotated[str, Field(max_length=MAX_TEXT_CHARS), AfterValidator(_encodable)]
 ShortText = Annotated[str, Field(max_length=256), AfterValidator(_encodable)]
+EditedText = Annotated[str, Field(min_length=1, max_length=MAX_REWRITE_CHARS), AfterValidator(_encodable)]
 
 
 class OpenAIModel(BaseModel):
@@ -74,8 +75,23 @@ class StreamOptions(OpenAIModel):
     include_usage: bool = False
 
 
+# Fields that change what a request means and cvml does not do: refused (400 naming the
+# field) rather than ignored, with the value that is harmless to send.
+UNSUPPORTED_FIELDS: dict[str, Any] = {
+    "tools": [], "tool_choice": "none", "functions": [], "function_call": "none", "logit_bias": {},
+    "logprobs": False, "top_logprobs": 0, "audio": None, "prediction": None, "web_search_options": None,
+    "suffix": "", "echo": False, "best_of": 1, "modalities": ["text"],
+}
+
+
 class SamplingFields(OpenAIModel):
-    """What chat and text completions share: the model, decoding settings, streaming."""
+    """What chat and text completions share: the model, decoding settings, streaming.
+
+    Unknown fields are kept (`model_extra`) so that those in UNSUPPORTED_FIELDS can be
+    refused by name; every other unknown field is ignored, as OpenAI-compatible servers do.
+    """
+
+    model_config = ConfigDict(extra="allow", protected_namespaces=())
 
     model: ShortText | None = Field(
         None, description="A served model id (see GET /v1/models); absent = routed by the A/B split."
@@ -109,6 +125,32 @@ class SamplingFields(OpenAIModel):
     def include_usage(self) -> bool:
         return bool(self.stream_options and self.stream_options.include_usage)
 
+    def unsupported(self) -> str | None:
+        """The first field sent that cvml would have to ignore to answer (tools, logprobs, ...)."""
+        for name, harmless in UNSUPPORTED_FIELDS.items():
+            value = (self.model_extra or {}).get(name)
+            if value is not None and value != harmless and not (harmless == [] and value == []):
+                return name
+        return None
+
+
+class JsonSchemaFormat(OpenAIModel):
+    name: ShortText = "response"
+    description: ShortText | None = None
+    schema_: dict[str, Any] = Field(alias="schema", description="A JSON schema the output must match.")
+    strict: bool | None = Field(None, description="cvml enforces the schema whether or not strict is set.")
+
+
+class ResponseFormat(OpenAIModel):
+    type: Literal["text", "json_object", "json_schema"]
+    json_schema: JsonSchemaFormat | None = None
+
+    @model_validator(mode="after")
+    def _schema_for_json_schema(self) -> ResponseFormat:
+        if self.type == "json_schema" and self.json_schema is None:
+            raise ValueError("type json_schema needs a json_schema with a schema")
+        return self
+
 
 class ChatCompletionRequest(SamplingFields):
     messages: list[ChatMessage] = Field(
@@ -116,6 +158,9 @@ class ChatCompletionRequest(SamplingFields):
     )
     max_completion_tokens: int | None = Field(
         None, ge=1, description="Newer name of max_tokens; wins when both are set."
+    )
+    response_format: ResponseFormat | None = Field(
+        None, description="json_object or json_schema: the output is kept valid JSON (for the schema) while decoding."
     )
 
     @field_validator("messages")
@@ -145,7 +190,7 @@ class RewriteRequest(DomainModel):
     task: Literal[TASKS] = Field(  # type: ignore[valid-type]
         description="rewrite_bullet, tailor_section (needs job_description) or summary."
     )
-    job_description: Text | None = Field(None, description="The job the text is tailored to.")
+    job_description: Text | None = Field(None, validate_default=True, description="The job the text is tailored to.")
     user_id: ShortText | None = Field(None, description="Stable user id: sticky A/B assignment.")
     model: ShortText | None = Field(None, description="Pin a served model id instead of the A/B split.")
     max_tokens: int | None = Field(None, ge=1, description="New tokens at most (capped by the server).")
@@ -161,14 +206,23 @@ class RewriteRequest(DomainModel):
         description="When a check fails: return the output flagged (flag), resample until the checks pass and block "
         "if none does (retry), or return the text unchanged (block); default: the server's serve.guard.",
     )
+    response_format: ResponseFormat | None = Field(
+        None, description='JSON for the app to parse, e.g. a schema {"bullets": [...], "skills": [...]}; grounded too.'
+    )
 
-    @model_validator(mode="after")
-    def _job_for_tailoring(self) -> RewriteRequest:
-        if not self.text.strip():
+    @field_validator("text")
+    @classmethod
+    def _not_blank(cls, text: str) -> str:
+        if not text.strip():
             raise ValueError("text is blank")
-        if self.task == "tailor_section" and not (self.job_description or "").strip():
+        return text
+
+    @field_validator("job_description")
+    @classmethod
+    def _job_for_tailoring(cls, job: str | None, info) -> str | None:
+        if info.data.get("task") == "tailor_section" and not (job or "").strip():
             raise ValueError("task tailor_section needs a job_description")
-        return self
+        return job
 
     def messages(self) -> list[dict[str, str]]:
         return build_messages(self.task, self.text, self.job_description)
@@ -189,11 +243,18 @@ class FeedbackRequest(DomainModel):
     request_id: ShortText = Field(description="The request id a response returned (x-request-id).")
     accepted: bool | None = Field(None, description="Did the user keep the output?")
     rating: int | None = Field(None, ge=1, le=5, description="The user's rating, 1 to 5.")
+    edited_text: EditedText | None = Field(
+        None,
+        description="The output as the user kept it after editing (stored PII-redacted, like the request's text); "
+        "`cvml monitor export` makes it the training target.",
+    )
 
     @model_validator(mode="after")
     def _some_signal(self) -> FeedbackRequest:
-        if self.accepted is None and self.rating is None:
-            raise ValueError("give accepted, rating, or both")
+        if self.accepted is None and self.rating is None and self.edited_text is None:
+            raise ValueError("give accepted, rating, edited_text, or several")
+        if self.edited_text is not None and not self.edited_text.strip():
+            raise ValueError("edited_text is blank")
         return self
 
 

@@ -3,7 +3,7 @@
     log = RequestLog()                                   # $CVML_HOME/requests.db
     log.record(LogEntry(request_id=rid, endpoint="/v1/cv/rewrite", status=200, variant="b",
                         user_id="u-42", input_text=text, output_text=out, **engine_figures(stats)))
-    log.feedback(rid, accepted=True)                     # False: unknown request id
+    log.feedback(rid, accepted=True, edited_text=kept)   # False: unknown request id
     log.query(experiment="rewrite-v4")                   # list of dicts, for abtest
     log.purge(timedelta(days=30))                        # retention; recorded in `purges`
     log.close()                                          # writes what is queued, checkpoints
@@ -114,13 +114,18 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "CREATE TABLE purges (at TEXT NOT NULL, older_than_s REAL NOT NULL, deleted INTEGER NOT NULL)",
         "CREATE INDEX purges_at ON purges (at)",
     ),
+    (
+        # The output as the user kept it after editing (`/v1/feedback` edited_text), redacted
+        # like every text: `cvml monitor export` makes it the next fine-tune's target.
+        "ALTER TABLE requests ADD COLUMN edited_text TEXT",
+    ),
 )
 
 _COLUMNS = (
     "request_id", "at", "experiment", "variant", "model_ref", "model_version", "user_key", "endpoint", "task",
     "status", "finish_reason", "prompt_tokens", "completion_tokens", "queue_s", "ttft_s", "e2e_s", "itl_mean_s",
     "pii_leak", "fabrication", "checks", "input_text", "output_text", "error", "accepted", "rating", "feedback_at",
-    "key_id",
+    "key_id", "edited_text",
 )  # fmt: skip
 _BOOLEAN_COLUMNS = ("pii_leak", "fabrication", "accepted")
 _INSERT = (
@@ -372,25 +377,38 @@ class RequestLog:
             writer.join()
             atexit.unregister(self.close)
 
-    def feedback(self, request_id: str, accepted: bool | None = None, rating: float | None = None) -> bool:
+    def feedback(
+        self, request_id: str, accepted: bool | None = None, rating: float | None = None,
+        edited_text: str | None = None,
+    ) -> bool:  # fmt: skip
         """Record the user's verdict on a request; what is not given keeps its earlier value.
+
+        Args:
+            edited_text: the output as the user kept it after editing; stored PII-redacted
+                (its own placeholder numbering), and not at all with log_text "none".
 
         Returns:
             False when no request has this id (the server answers 404).
 
         Raises:
-            RequestLogError: neither `accepted` nor `rating` given, or `rating` not a finite number.
+            RequestLogError: none of `accepted`, `rating`, `edited_text` given, or `rating`
+                not a finite number.
         """
-        if accepted is None and rating is None:
-            raise RequestLogError("feedback needs accepted or rating", hint="send accepted: true/false or a rating")
+        if accepted is None and rating is None and edited_text is None:
+            raise RequestLogError(
+                "feedback needs accepted or rating, or edited_text", hint="send accepted: true/false, a rating or the edited text"
+            )
         if rating is not None and not math.isfinite(rating):
             raise RequestLogError(f"rating {rating!r} is not a finite number")
+        edited = None
+        if edited_text is not None and self.log_text == "redacted":
+            edited = _no_nul(PiiRedactor().redact(edited_text, Placeholders())[0])
         self.flush()
         with self._db.write() as conn:
             cursor = conn.execute(
                 "UPDATE requests SET accepted = COALESCE(?, accepted), rating = COALESCE(?, rating), "
-                "feedback_at = ? WHERE request_id = ?",
-                (None if accepted is None else int(accepted), rating, utc_now(), request_id),
+                "edited_text = COALESCE(?, edited_text), feedback_at = ? WHERE request_id = ?",
+                (None if accepted is None else int(accepted), rating, edited, utc_now(), request_id),
             )
             return cursor.rowcount > 0
 
@@ -684,6 +702,7 @@ class RequestLog:
             accepted=None,
             rating=None,
             feedback_at=None,
+            edited_text=None,
         )
         for column in ("pii_leak", "fabrication"):
             values[column] = None if values[column] is None else int(bool(values[column]))

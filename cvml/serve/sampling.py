@@ -7,10 +7,12 @@ batch). The repetition penalty and end-of-sequence masking work as transformers'
 row returns exactly what `model.generate(do_sample=False)` returns for that request alone.
 The per-row settings are kept as tensors that are rebuilt only when rows join or leave.
 
-A row may carry a token constraint (grounded decoding, `cvml.safety.grounding`): its
-token is one the constraint allows, applied after the penalties as a logits processor
-would be. A greedy row takes the best-scoring allowed token; a sampled row whose draw is
-refused draws again over the allowed tokens alone (temperature and top-p taken over them).
+A row may carry a token constraint (grounded decoding, `cvml.safety.grounding`; a JSON
+grammar, `cvml.serve.structured`): its token is one the constraint allows, applied after
+the penalties as a logits processor would be. A grammar masks the row's scores before the
+choice (`masks_first`); grounding checks the choice: a greedy row takes the best-scoring
+allowed token, and a sampled row whose draw is refused draws again over the allowed tokens
+alone (temperature and top-p taken over them).
 """
 
 from __future__ import annotations
@@ -115,6 +117,9 @@ class SamplingBatch:
         if bool(t["ignore_eos"].any()) and self.eos_ids.numel():
             eos_rows = t["ignore_eos"].nonzero().squeeze(1)
             scores[eos_rows.unsqueeze(1), self.eos_ids.unsqueeze(0)] = float("-inf")
+        for row, constraint in enumerate(constraints):
+            if getattr(constraint, "masks_first", False):  # a grammar: its mask is computed every step anyway
+                constraint.apply(scores[row])
         tokens = scores.argmax(dim=-1)
         sampled = [i for i, p in enumerate(params) if p.temperature > 0]
         if sampled:

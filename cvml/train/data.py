@@ -23,6 +23,7 @@ class RunData:
     inputs: dict[str, str]  # role -> file, for the manifest
     quarantine: list[dict[str, Any]] = field(default_factory=list)
     counts: dict[str, int] = field(default_factory=dict)
+    train_records: list[Record] = field(default_factory=list)  # what the vocabulary stored with the model reads
 
     @property
     def train_tokens(self) -> int:
@@ -88,4 +89,5 @@ def prepare_data(recipe: Recipe, tokenizer) -> RunData:
         inputs=inputs,
         quarantine=quarantine,
         counts=counts,
+        train_records=train_records,
     )

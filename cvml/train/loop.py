@@ -140,6 +140,10 @@ def finetune(
     # Early stopping hands back the best evaluation's weights. Under FSDP/DeepSpeed the
     # weights are sharded and cvml does not re-shard them: there the last weights are kept.
     keep_best = bool(recipe.train.early_stopping) and accelerator.distributed_type.value not in ("FSDP", "DEEPSPEED")
+    if recipe.train.early_stopping and not keep_best:
+        log.write({"type": "note", "step": state.step,
+                   "note": f"early stopping under {accelerator.distributed_type.value} keeps the last weights, "
+                           "not the best evaluation's (sharded weights are not restored)"})
     phase = Phase(on_progress if accelerator.is_main_process else None, "train", plan.total_steps, state.step)
     order = DataOrder(plan, data, recipe.seed, recipe.data.max_seq_len)
     stopped_early = False

@@ -54,10 +54,13 @@ def write_outputs(
     model.save_pretrained(model_dir)
     tokenizer.save_pretrained(model_dir)
     model.generation_config.save_pretrained(model_dir)
+    vocabulary = training_vocabulary(data.train_records)
+    vocabulary.write(model_dir)
     if merged_dir is not None:
         from cvml.train.merge import merge_adapter
 
         merge_adapter(model_dir, merged_dir)
+        vocabulary.write(merged_dir)
 
     result.samples = generate_samples(model, tokenizer, data.eval_records[:N_SAMPLES])
     _write_jsonl(run_dir / "samples.jsonl", result.samples)
@@ -125,6 +128,13 @@ def register_run(recipe: Recipe, result: FinetuneResult, manifest: dict[str, Any
         reason="cvml finetune",
     )
     return version.ref
+
+
+def training_vocabulary(records):
+    """The words the model was trained on (`cvml monitor` measures production's unknown words with it)."""
+    from cvml.data.vocabulary import Vocabulary
+
+    return Vocabulary.from_texts(text for r in records for text in (r.source_text, r.job_description, r.target))
 
 
 def generate_samples(model, tokenizer, records, max_new_tokens: int = 96) -> list[dict[str, Any]]:
