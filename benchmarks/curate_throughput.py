@@ -50,6 +50,7 @@ def main() -> None:
     workers = args.workers or default_workers()
     tokenizer = args.tokenizer if Path(args.tokenizer).is_dir() else None
     work = Path(tempfile.mkdtemp(prefix="cvml-curate-bench-"))
+    os.environ["CVML_HOME"] = str(work / "home")  # the runs' keys and suppression list stay in here
     rows = generate_records(n_people=args.records // 4 + 1, seed=0)[: args.records]  # ~4.8 rows a person
     raw = work / "raw.jsonl"
     with raw.open("w", encoding="utf-8") as fh:
@@ -88,6 +89,11 @@ def main() -> None:
         "workers_speedup": round(speed["workers"] / speed["1"], 2),
         "ray_vs_local": round(speed["ray"] / speed["workers"], 2) if "ray" in speed else None,
         "ray_start_s": done["ray"]["ray_start_s"] if "ray" in done else None,
+        # CPU seconds of each run (driver + worker processes; Ray's own processes not counted),
+        # and the machine's load before it: on a shared machine wall-clock speedups need both.
+        "cpu_s": {key: run["cpu_s"] for key, run in done.items()},
+        "parallel_efficiency": round(done["1"]["cpu_s"] / done["workers"]["cpu_s"], 2),
+        "load_before": {key: run["load_before"] for key, run in done.items()},
         "identical_outputs": len({json.dumps(h, sort_keys=True) for h in hashes.values()}) == 1,
         "seconds": {key: run["seconds"] for key, run in done.items()},
         "balanced": first["balanced"],
@@ -108,7 +114,6 @@ def one_run(settings: dict) -> None:
     from cvml.curate import curate
     from cvml.recipe import CurateSpec
 
-    os.environ.setdefault("CVML_HOME", tempfile.mkdtemp(prefix="cvml-bench-home-"))
     tokenizer, path = None, settings.pop("tokenizer")
     if path:
         from transformers import AutoTokenizer
@@ -122,16 +127,23 @@ def one_run(settings: dict) -> None:
         started = time.perf_counter()
         ray.init(num_cpus=settings["workers"], include_dashboard=False, logging_level="WARNING")
         ray_start = round(time.perf_counter() - started, 1)
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), _cpu_s()
     result = curate(CurateSpec(**settings), out, tokenizer=tokenizer)
     seconds = time.perf_counter() - started
     print(json.dumps({
         "seconds": round(seconds, 1),
         "records_per_s": round(result.input_rows / seconds, 1),
+        "cpu_s": round(_cpu_s() - cpu, 1),
         "ray_start_s": ray_start,
         "peak_rss_gb_driver": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / GB,
         "result": result.as_dict(),
     }))
+
+
+def _cpu_s() -> float:
+    """CPU seconds of this process and of its children that have ended (worker processes)."""
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
 
 
 def run_child(settings: dict) -> dict:
@@ -139,6 +151,7 @@ def run_child(settings: dict) -> dict:
     worker processes, Ray's processes) twice a second."""
     import psutil
 
+    load = os.getloadavg()[0]
     child = subprocess.Popen([sys.executable, __file__, "--one", json.dumps(settings)], stdout=subprocess.PIPE)
     tree = psutil.Process(child.pid)
     peak = 0
@@ -153,7 +166,9 @@ def run_child(settings: dict) -> dict:
     if child.returncode:
         raise SystemExit(f"run {settings} failed with exit code {child.returncode}")
     run = json.loads(stdout.strip().splitlines()[-1])
-    run["peak_rss_gb_all"] = peak / GB
+    # Sampling can miss the driver's own peak, which the kernel keeps exactly.
+    run["peak_rss_gb_all"] = max(peak / GB, run["peak_rss_gb_driver"])
+    run["load_before"] = round(load, 2)
     return run
 
 

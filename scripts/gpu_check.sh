@@ -51,12 +51,13 @@ run() {
 
 MODEL="$WORK/model"
 run model "$PY" scripts/gpu_check.py model --shape "$SHAPE" --out "$MODEL" --dtype "$DTYPE"
-if [ ! -f data/tiny-cv-lora/train.parquet ]; then  # the synthetic CV pairs the fine-tune reads
-  run data sh -c "$CVML tiny data --out artifacts/tiny/data && $CVML curate recipes/tiny-cv-lora.yaml --json"
-fi
+# The synthetic CV pairs the fine-tune reads, generated and curated under $WORK with the model's tokenizer.
+run data sh -c "$CVML tiny data --out $WORK/raw > /dev/null && $CVML curate recipes/tiny-cv-lora.yaml \
+  --set 'curate.inputs=[$WORK/raw/cv-raw.jsonl]' --set curate.output=$WORK/data --set model.base=$MODEL --json"
 run tests "$PY" -m pytest -q -m gpu $TESTS tests/
 run finetune "$CVML" finetune recipes/tiny-cv-lora.yaml --max-steps "$STEPS" --output-dir "$WORK/run" --overwrite \
   --set "model.base=$MODEL" --set "model.device=$DEVICE" --set "model.dtype=$DTYPE" --set train.eval_every=1000 \
+  --set "data.train=$WORK/data" --set "data.validation=$WORK/data" \
   --set train.register_model=false --set train.merge=false \
   --json
 if "$PY" -c "import vllm" 2>/dev/null; then

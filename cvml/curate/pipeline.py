@@ -18,8 +18,8 @@ engine puts them (`cvml.curate.engines`: this process, one worker process per co
 Ray) and come back in shard order. This process keeps the books as they arrive (ledgers,
 PII index, suppression list), appends the rows that pass to a spill file and keeps only
 their dedup fingerprints; once every row is in, dedup decides from the fingerprints and
-one pass over the spill writes the splits. Memory grows with tens of bytes a row, not
-with the rows, and the output does not depend on the engine.
+one pass over the spill writes the splits. Memory grows by a few hundred bytes a row,
+not with the rows' text, and the output does not depend on the engine.
 """
 
 from __future__ import annotations

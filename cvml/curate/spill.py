@@ -1,7 +1,7 @@
 """The rows waiting for dedup, on disk instead of in memory.
 
 Near duplicates can be anywhere in the input, so no row can be written to its split before
-every row has been fingerprinted. The driver keeps the fingerprints (tens of bytes a row)
+every row has been fingerprinted. The driver keeps the fingerprints (a few hundred bytes a row)
 and appends the rows here, one JSON line each (the dataset's `COLUMNS`); dedup reads
 back the few rows whose facts it must compare, and the split writer streams them all once.
 The file is private (0600) inside the output folder, and deleted when the run ends.
