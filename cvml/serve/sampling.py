@@ -117,9 +117,11 @@ class SamplingBatch:
         if bool(t["ignore_eos"].any()) and self.eos_ids.numel():
             eos_rows = t["ignore_eos"].nonzero().squeeze(1)
             scores[eos_rows.unsqueeze(1), self.eos_ids.unsqueeze(0)] = float("-inf")
-        for row, constraint in enumerate(constraints):
-            if getattr(constraint, "masks_first", False):  # a grammar: its mask is computed every step anyway
-                constraint.apply(scores[row])
+        grammars = [(row, c) for row, c in enumerate(constraints) if getattr(c, "masks_first", False)]
+        if grammars:  # a grammar's mask is computed every step anyway: applied before the choice
+            from cvml.serve.structured import apply_masks
+
+            apply_masks(scores, grammars)
         tokens = scores.argmax(dim=-1)
         sampled = [i for i, p in enumerate(params) if p.temperature > 0]
         if sampled:

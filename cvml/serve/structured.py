@@ -83,10 +83,11 @@ class GrammarConstraint:
 
     def apply(self, scores) -> None:
         """Mask one row's scores in place (a 1-d view into the batch's scores)."""
-        self.matcher.fill_next_token_bitmask(self._bitmask)
-        self._xgr.apply_token_bitmask_inplace(scores.unsqueeze(0), self._bitmask)
-        if self.forbidden is not None:
-            scores.masked_fill_(self.forbidden, float("-inf"))
+        apply_masks(scores.unsqueeze(0), [(0, self)])
+
+    def fill(self, bitmask, index: int) -> None:
+        """Write this step's mask into row `index` of a batch bitmask."""
+        self.matcher.fill_next_token_bitmask(bitmask, index)
         self._applied = True
 
     def allows(self, token: int) -> bool:
@@ -113,6 +114,23 @@ class GrammarConstraint:
         self._mask, self._applied = None, False
 
 
+def apply_masks(scores, rows: list[tuple[int, GrammarConstraint]]) -> None:
+    """Mask the grammar rows of a batch's scores in place, in one call for the batch: each
+    matcher fills its row of one bitmask, xgrammar applies them together."""
+    import torch
+    import xgrammar as xgr
+
+    bitmask = xgr.allocate_token_bitmask(scores.shape[0], scores.shape[-1])
+    for row, constraint in rows:
+        constraint.fill(bitmask, row)
+    indices = [row for row, _ in rows]
+    xgr.apply_token_bitmask_inplace(scores, bitmask, indices=indices)
+    forbidden = [c.forbidden for _, c in rows if c.forbidden is not None]
+    if forbidden:
+        index = torch.tensor(indices, dtype=torch.long)
+        scores[index] = scores[index].masked_fill(forbidden[0].unsqueeze(0), float("-inf"))
+
+
 class AllOf:
     """Several constraints at once (grounding and a schema): a token must pass each."""
 
@@ -123,10 +141,19 @@ class AllOf:
     def masks_first(self) -> bool:
         return any(getattr(c, "masks_first", False) for c in self.constraints)
 
+    @property
+    def grammar(self) -> GrammarConstraint | None:
+        return next((c for c in self.constraints if getattr(c, "masks_first", False)), None)
+
     def apply(self, scores) -> None:
-        for c in self.constraints:
-            if getattr(c, "masks_first", False):
-                c.apply(scores)
+        self.grammar.apply(scores)
+
+    def fill(self, bitmask, index: int) -> None:
+        self.grammar.fill(bitmask, index)
+
+    @property
+    def forbidden(self):
+        return self.grammar.forbidden
 
     @property
     def refused(self) -> int:
