@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import json
 import random
-import signal
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
@@ -23,7 +22,7 @@ from pathlib import Path
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from serve_demo import wait_ready
+from serve_demo import stop, wait_ready
 
 
 def requests_from(data: Path, n: int, seed: int) -> list[dict]:
@@ -85,15 +84,7 @@ def main() -> int:
         print(json.dumps({"requests": len(answers), "failed": failed, "feedback": feedback, "guard": guards}))
         ok = not failed
     finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-        try:
-            code = proc.wait(60)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            code = proc.wait()
-    if code != 0:
-        print(f"cvml serve exited with code {code} after SIGTERM", file=sys.stderr)
+        code = stop(proc)
     return 0 if ok and code == 0 else 1
 
 

@@ -42,6 +42,20 @@ def wait_ready(proc: subprocess.Popen, timeout_s: float) -> dict:
     raise SystemExit(f"cvml serve was not ready within {timeout_s:g} s")
 
 
+def stop(proc: subprocess.Popen) -> int:
+    """SIGTERM the server (it drains), kill it if it outlasts a minute; its exit code."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+    try:
+        code = proc.wait(60)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        code = proc.wait()
+    if code != 0:
+        print(f"cvml serve exited with code {code} after SIGTERM", file=sys.stderr)
+    return code
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("model", help="what to serve: a model folder, NAME or NAME@ALIAS")
@@ -67,15 +81,7 @@ def main() -> int:
         if not ok:
             print(f"POST /v1/cv/rewrite answered {response.status_code}", file=sys.stderr)
     finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-        try:
-            code = proc.wait(60)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            code = proc.wait()
-    if code != 0:
-        print(f"cvml serve exited with code {code} after SIGTERM", file=sys.stderr)
+        code = stop(proc)
     return 0 if ok and code == 0 else 1
 
 
