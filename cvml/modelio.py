@@ -33,7 +33,7 @@ class ModelRef:
     name: str
     version: int | None
     ref: str  # "name@N" when registered, else the folder path
-    kind: str  # "full" | "adapter" | "quantized"
+    kind: str  # "full" | "adapter" | "quantized" | "exported" (another runtime's format)
     manifest: dict[str, Any] = field(default_factory=dict)
     # The registry's record, whose folder `load_for_inference` verifies again (None: a plain folder).
     registered: Any = None
@@ -112,6 +112,8 @@ def resolve_model(ref: str | Path, registry: Any = None) -> ModelRef:
     manifest = read_manifest(folder)
     if manifest.get("kind") == "quantize":
         kind = "quantized"
+    elif manifest.get("kind") == "export":
+        kind = "exported"
     elif (folder / "adapter_config.json").is_file():
         kind = "adapter"
     else:
@@ -230,6 +232,13 @@ def load_for_inference(
         model_ref = ref
     else:
         model_ref = resolve_model(ref, registry)
+    if model_ref.kind == "exported":
+        fmt = (model_ref.manifest.get("export") or {}).get("format")
+        raise ModelError(
+            f"{model_ref.ref} is a {fmt} export, which transformers does not load",
+            hint="Serve it with --engine openvino (an OpenVINO export), or load the GGUF file in llama.cpp; "
+            "bench and abtest its source model.",
+        )
     device = pick_device(device)
     torch_dtype = pick_dtype(dtype, device)
     tokenizer = load_inference_tokenizer(model_ref.path)

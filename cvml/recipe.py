@@ -258,6 +258,31 @@ class QuantizeSpec(Section):
         return self
 
 
+class ExportSpec(Section):
+    format: Literal["openvino", "gguf"] = Field("openvino", description="openvino (OpenVINO GenAI folder) or gguf (llama.cpp, Ollama).")
+    weights: str | None = Field(
+        None, description="openvino: int8 (per channel, data-free) or int4 (groups, data-aware); gguf: f16, q8_0 or q4_0. Default int8 / q8_0."
+    )
+    group_size: int | None = Field(None, ge=-1, description="openvino int4: columns per scale; default the largest of 128, 64, 32 that divides every layer.")
+    calibration_samples: int = Field(64, ge=0, description="openvino int4: calibration texts (train split, chat template) for scale estimation; 0 = round to nearest.")
+    eval_samples: int = Field(200, ge=1, description="Validation records for the perplexity comparison (per assistant token).")
+    max_ppl_increase: float | None = Field(
+        None, gt=0, description="Fail (exit 1, nothing registered) when the exported model's perplexity rises by more than this fraction."
+    )
+    data: str | None = Field(None, description="Curated dataset for calibration and evaluation; default: data.train, else the source run's data.")
+    register_model: bool = Field(True, description="Register the export as a child of its source (kind exported).")
+    output: str = Field("runs/{name}-{format}-{weights}", description="Export folder; {name}, {format}, {weights}.")
+
+    @model_validator(mode="after")
+    def _weights_fit_format(self) -> "ExportSpec":
+        allowed = {"openvino": ("int8", "int4"), "gguf": ("f16", "q8_0", "q4_0")}[self.format]
+        if self.weights is None:
+            self.weights = allowed[0] if self.format == "openvino" else "q8_0"
+        if self.weights not in allowed:
+            raise ValueError(f"weights {self.weights!r} is not a {self.format} option; one of {', '.join(allowed)}")
+        return self
+
+
 class GateSpec(Section):
     metric: str = Field(description="Dotted report metric, e.g. perf.c16.e2e_p95_s or quality.fabrication_rate.")
     max: float | None = Field(None, description="Absolute upper bound.")
@@ -342,8 +367,10 @@ class ServeSpec(Section):
     )
     split: str | None = Field(None, description="Traffic percentages per variant, in order, e.g. 90/10.")
     experiment: str = Field("default", description="A/B experiment name: salts the sticky user hash, tags the log.")
-    engine: Literal["cvml", "vllm"] = Field(
-        "cvml", description="cvml's batching engine (CPU or GPU), or vLLM's OpenAI server behind cvml (GPU)."
+    engine: Literal["cvml", "openvino", "vllm"] = Field(
+        "cvml",
+        description="cvml's batching engine (CPU or GPU), OpenVINO GenAI on a `cvml export openvino` folder (CPU), "
+        "or vLLM's OpenAI server behind cvml (GPU).",
     )
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="Where the cvml engine runs.")
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field("auto", description="Weight dtype at load.")
@@ -570,6 +597,7 @@ class Recipe(Section):
     curate: CurateSpec | None = Field(None, description="How `cvml curate` makes the dataset.")
     train: TrainSpec = Field(default_factory=TrainSpec)
     quantize: QuantizeSpec | None = Field(None, description="How `cvml quantize` quantizes the trained model.")
+    export: ExportSpec | None = Field(None, description="How `cvml export` writes the model for another runtime (OpenVINO, llama.cpp).")
     bench: BenchSpec | None = Field(None, description="What `cvml bench` measures and gates.")
     serve: ServeSpec | None = Field(None, description="Defaults of `cvml serve`.")
     abtest: AbtestSpec | None = Field(None, description="How `cvml abtest` compares two model versions and decides.")

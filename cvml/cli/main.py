@@ -12,7 +12,7 @@ import typer
 from typer.core import TyperGroup
 
 from cvml import __version__
-from cvml.cli import abtest, bench, curate, db, finetune, forget, logs, merge, models, monitor, quantize, serve, tiny, validate
+from cvml.cli import abtest, bench, curate, db, export, finetune, forget, logs, merge, models, monitor, quantize, serve, tiny, validate
 from cvml.errors import CvmlError, RecipeError
 
 
@@ -75,6 +75,7 @@ app.command("finetune")(finetune.finetune)
 app.command("bench")(bench.bench)
 app.command("merge")(merge.merge)
 app.command("quantize")(quantize.quantize)
+app.add_typer(export.app, name="export")
 app.add_typer(models.app, name="models")
 app.add_typer(logs.app, name="logs")
 app.command("serve")(serve.serve)

@@ -37,7 +37,7 @@ def serve(
     variant: list[str] = typer.Option(None, "--variant", help="A/B arm NAME=REF (repeatable; needs --split)."),
     split: str = typer.Option(None, "--split", help="Traffic per variant in percent, in order: 90/10."),
     experiment: str = typer.Option(None, "--experiment", help="A/B experiment name (salts the sticky user hash)."),
-    engine: str = typer.Option(None, "--engine", help="cvml (default) or vllm (vLLM's server behind cvml, GPU)."),
+    engine: str = typer.Option(None, "--engine", help="cvml (default), openvino (a `cvml export openvino` folder, CPU) or vllm (vLLM's server behind cvml, GPU)."),
     max_batch_size: int = typer.Option(None, "--max-batch-size", min=1, help="Sequences decoded together."),
     max_queue: int = typer.Option(None, "--max-queue", min=0, help="Waiting requests beyond which 429."),
     max_new_tokens: int = typer.Option(None, "--max-new-tokens", min=1, help="Default and cap of new tokens."),

@@ -6,7 +6,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 # The kinds of model the lifecycle produces; `register` refuses anything else (typos included).
-KINDS = ("base", "finetune", "merged", "quantized")
+KINDS = ("base", "finetune", "merged", "quantized", "exported")
 
 
 @dataclass(frozen=True)

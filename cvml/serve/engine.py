@@ -217,7 +217,14 @@ class Engine:
         pad = self.tokenizer.pad_token_id
         self.pad_id = pad if pad is not None else min(self.eos_ids, default=0)
         self.default_penalty = float(getattr(generation, "repetition_penalty", None) or 1.0)
+        self._init_queue()
+        # The running batch; only the engine thread touches these.
+        self._kv: BatchKV | None = None
+        self._sampling: SamplingBatch | None = None
+        self._last: torch.Tensor | None = None  # the token each running row feeds next
 
+    def _init_queue(self) -> None:
+        """The admission side every engine on this contract shares (see `OpenVinoEngine`)."""
         self._lock = threading.Lock()
         self._wake = threading.Condition(self._lock)  # the engine thread waits here for work
         self._idle = threading.Condition(self._lock)  # drain() waits here for in-flight == 0
@@ -227,12 +234,7 @@ class Engine:
         self._thread: threading.Thread | None = None
         self._ready = threading.Event()
         self._typical_e2e_s = 1.0  # moving average of finished requests' latency (Retry-After)
-
-        # The running batch; only the engine thread touches these.
         self._running: list[_Sequence] = []
-        self._kv: BatchKV | None = None
-        self._sampling: SamplingBatch | None = None
-        self._last: torch.Tensor | None = None  # the token each running row feeds next
 
     # ----------------------------------------------------------------- caller side
 

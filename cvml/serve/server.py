@@ -112,6 +112,11 @@ def build_opener(spec: ServeSpec) -> Opener:
     Raises:
         ConfigError: `--engine vllm` where vLLM is not installed.
     """
+    if spec.engine == "openvino":
+        from cvml.serve.openvino_engine import openvino_opener, require_openvino
+
+        require_openvino()
+        return openvino_opener(spec)
     if spec.engine == "vllm":
         from cvml.serve.vllm_engine import require_vllm, vllm_opener
 

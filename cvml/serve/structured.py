@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import threading
+from dataclasses import dataclass
 from typing import Any
 
 from cvml.serve.types import InvalidRequestError
@@ -47,6 +48,20 @@ def grammar_constraint(tokenizer, vocab_size: int, response_format: dict[str, An
     except (RuntimeError, ValueError) as exc:
         raise InvalidRequestError(f"response_format: the JSON schema cannot be enforced: {exc}") from None
     return GrammarConstraint(compiled, vocab_size, controls)
+
+
+@dataclass(frozen=True)
+class RuntimeSchema:
+    """`response_format` as a JSON schema for an engine whose runtime enforces it itself
+    (OpenVINO GenAI's structured output) instead of taking cvml's per-token mask."""
+
+    json_schema: str
+
+    @classmethod
+    def of(cls, response_format: dict[str, Any]) -> "RuntimeSchema":
+        if response_format["type"] == "json_object":
+            return cls(json.dumps({"type": "object"}))
+        return cls(json.dumps(response_format["json_schema"]["schema"], sort_keys=True))
 
 
 class GrammarConstraint:
