@@ -16,7 +16,7 @@ $(STAMP):
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q torch==2.13.0
-	$(BIN)/pip install -q -e ".[test,gptq,structured,ray]"
+	$(BIN)/pip install -q -e ".[test,gptq,structured,ray,openvino,llamacpp]"
 	rm -f $(VENV)/.installed-* && touch $(STAMP)
 
 install: $(STAMP)
@@ -27,7 +27,7 @@ $(TINY_BASE)/config.json: | $(STAMP)
 $(TINY_DATA): | $(STAMP)
 	$(BIN)/cvml tiny data --out $(dir $(TINY_DATA))
 
-# The whole lifecycle on the embedded default: data -> model -> quantized model -> bench
+# The whole lifecycle on the embedded default: data -> model -> quantized and exported models -> bench
 # -> offline A/B -> a served request -> the web app's traffic -> a monitor report on it
 # (exit 1, drift or a quality alert, is a result; 2 would be an error).
 demo: install $(TINY_BASE)/config.json $(TINY_DATA)
@@ -37,6 +37,8 @@ demo: install $(TINY_BASE)/config.json $(TINY_DATA)
 	$(BIN)/cvml finetune recipes/tiny-cv.yaml --overwrite
 	$(BIN)/cvml models promote tiny-cv --alias prod --reason "make demo: fresh fine-tune"
 	$(BIN)/cvml quantize tiny-cv@prod --recipe recipes/tiny-cv.yaml --overwrite
+	$(BIN)/cvml export openvino tiny-cv@prod --weights int4 --recipe recipes/tiny-cv.yaml --overwrite
+	$(BIN)/cvml export gguf tiny-cv@prod --outtype q8_0 --recipe recipes/tiny-cv.yaml --overwrite
 	$(BIN)/cvml models lineage tiny-cv
 	$(BIN)/cvml bench tiny-cv@prod --recipe recipes/tiny-cv.yaml
 	cat bench/tiny-cv/report.md
@@ -59,7 +61,8 @@ test-web: install chromium
 chromium:
 	@command -v chromium >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq chromium; }
 
-# The unit tier alone: no model built or loaded, no database server.
+# The unit tier alone, well under 30 s: no model built or loaded, no database server, Ray or
+# browser started, no test of more than about a second (the rule is in tests/conftest.py).
 test-fast: install
 	$(BIN)/pytest -q -m "not integration and not gpu"
 

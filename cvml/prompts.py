@@ -11,9 +11,11 @@ from cvml.errors import ModelError
 
 SYSTEM_PROMPT = "You improve CV text. Keep every fact; invent nothing."
 
+# The CV comes before the job description: a server with prefix caching then reuses the CV's
+# KV cache when the same section is tailored to several jobs, or regenerated.
 _USER_TEMPLATES = {
     "rewrite_bullet": "Rewrite this CV bullet to be stronger:\n{source}",
-    "tailor_section": "Tailor this CV section to the job.\nJob: {job}\nSection:\n{source}",
+    "tailor_section": "Tailor this CV section to the job.\nSection:\n{source}\nJob: {job}",
     "summary": "Write a profile summary from:\n{source}",
 }
 

@@ -1,14 +1,20 @@
 """Shared fixtures: a tiny base model (and it loaded for inference) and synthetic data built
 once per session, the CLI runner, and an isolated CVML_HOME (registry) per test.
 
-Tiers: a test that needs the tiny model or data (directly or through another fixture) is
-marked `integration`; the rest is the unit tier (`make test-fast`). GPU tests are marked
-`gpu` and skipped without CUDA."""
+Tiers: a test that starts a real component or takes more than about a second is marked
+`integration`: it needs the tiny model or data (directly or through another fixture), a
+database server, Ray or a browser, or it runs a pipeline over generated data for seconds.
+`pytest_collection_modifyitems` applies the rule below (INTEGRATION_FIXTURES,
+INTEGRATION_MODULE_FIXTURES, INTEGRATION_MODULES, tests on Postgres, tests marked `slow`);
+a slow test in a module of fast ones carries `@pytest.mark.integration` itself. The rest is
+the unit tier (`make test-fast`, well under 30 s). GPU tests are marked `gpu` and skipped
+without CUDA."""
 
 from __future__ import annotations
 
 import os
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -23,9 +29,27 @@ os.environ["CVML_HOME"] = tempfile.mkdtemp(prefix="cvml-test-home-")
 os.environ.pop("CVML_DB_URL", None)
 
 # Fixtures that build or load a model or dataset: a test using any of them is an integration test.
-INTEGRATION_FIXTURES = {"tiny_base", "tiny_data", "make_recipe", "loaded", "llama"}
+INTEGRATION_FIXTURES = {"tiny_base", "tiny_data", "make_recipe", "loaded", "llama", "tiny_openvino", "backend"}
 # A test of a store on a real Postgres server (started by scripts/pg_server.py) is one too.
 INTEGRATION_FIXTURES |= {"pg_url", "pg_db_url"}
+# So is one that starts another real component: a Postgres server of its own that it stops and
+# restarts (test_store_faults), a local Ray (test_curate_engines).
+INTEGRATION_FIXTURES |= {"own_pg", "local_ray"}
+# A module's own fixtures that generate data for a pipeline that runs for seconds on it: the
+# curation pipeline over a generated raw set, a month of simulated request logs
+# (monitor_data.seed_log), a simulated day of logs to export, near-duplicates among 2,000
+# generated people. Named per module: a name may be a cheap fixture elsewhere (`log` in test_requestlog).
+INTEGRATION_MODULE_FIXTURES = {
+    "test_curate": {"raw"},
+    "test_curate_engines": {"raw"},
+    "test_erasure": {"raw"},
+    "test_cli_monitor": {"seeded"},
+    "test_monitor_watch": {"seeded"},
+    "test_monitor_export": {"log"},
+    "test_dedup": {"synthetic"},
+}
+# Modules whose every test starts a real component: the report in headless Chromium.
+INTEGRATION_MODULES = {"test_monitor_html"}
 
 
 @pytest.fixture(scope="session")
@@ -190,10 +214,20 @@ def store_backend(request, monkeypatch):
 
 
 def pytest_collection_modifyitems(config, items):
-    """Mark the integration tier; GPU tests run where CUDA is, elsewhere they are skipped with the reason."""
+    """Mark the integration tier (the rule in the module docstring); GPU tests run where CUDA
+    is, elsewhere they are skipped with the reason."""
     for item in items:
-        on_postgres = getattr(item, "callspec", None) and item.callspec.params.get("store_backend") == "postgres"
-        if INTEGRATION_FIXTURES & set(getattr(item, "fixturenames", ())) or "slow" in item.keywords or on_postgres:
+        module = Path(item.path).stem
+        fixtures = set(getattr(item, "fixturenames", ()))
+        params = item.callspec.params if hasattr(item, "callspec") else {}
+        on_postgres = "postgres" in (params.get("store_backend"), params.get("backend"))
+        if (
+            INTEGRATION_FIXTURES & fixtures
+            or INTEGRATION_MODULE_FIXTURES.get(module, set()) & fixtures
+            or module in INTEGRATION_MODULES
+            or "slow" in item.keywords
+            or on_postgres
+        ):
             item.add_marker(pytest.mark.integration)
     if not any("gpu" in item.keywords for item in items):
         return
@@ -205,3 +239,38 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "gpu" in item.keywords:
             item.add_marker(skip)
+
+
+@dataclass(frozen=True)
+class OpenVinoModel:
+    """The tiny base exported for OpenVINO GenAI (int8), as `cvml serve --engine openvino` serves it."""
+
+    folder: Path
+    tokenizer: object
+    context_length: int
+
+
+@pytest.fixture(scope="session")
+def tiny_openvino(tmp_path_factory, loaded) -> OpenVinoModel:
+    from cvml.quantize.openvino_format import write_folder
+
+    folder = tmp_path_factory.mktemp("openvino")
+    write_folder(loaded.model, loaded.tokenizer, folder, "int8")
+    return OpenVinoModel(folder, loaded.tokenizer, loaded.context_length)
+
+
+@pytest.fixture(scope="module", params=["cvml", "openvino"])
+def backend(request, loaded):
+    """The tiny model behind either engine: the HTTP suites run once per engine."""
+    return loaded if request.param == "cvml" else request.getfixturevalue("tiny_openvino")
+
+
+def make_engine(backend, **options):
+    """A started-later engine on `backend` (a LoadedModel: cvml's engine; an OpenVinoModel: OpenVINO's)."""
+    if isinstance(backend, OpenVinoModel):
+        from cvml.serve.openvino_engine import OpenVinoEngine
+
+        return OpenVinoEngine(backend.folder, backend.tokenizer, **options)
+    from cvml.serve.engine import Engine
+
+    return Engine(backend, **options)

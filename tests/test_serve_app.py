@@ -23,11 +23,11 @@ from cvml.modelio import resolve_model
 from cvml.recipe import ServeSpec
 from cvml.registry import Registry
 from cvml.serve.checks import run_checks
-from cvml.serve.engine import Engine
 from cvml.serve.pool import ServedModel
 from cvml.serve.router import Router
 from cvml.variants import parse_variants
 from cvml.serve.server import BackgroundServer
+from conftest import make_engine
 
 KEY = "test-key"
 AUTH = {"authorization": f"Bearer {KEY}"}
@@ -38,12 +38,13 @@ CHAT = [{"role": "user", "content": "Rewrite this CV bullet to be stronger:\nLed
 
 
 def shared_opener(loaded, *, max_batch_size=8, max_queue=64, gate: threading.Event | None = None):
-    """Opens any version on the already-loaded tiny model (a fresh engine each time)."""
+    """Opens any version on the already-loaded tiny model (a fresh engine each time); `loaded`
+    is a LoadedModel (cvml's engine) or conftest's OpenVinoModel (the openvino engine)."""
 
     def open_model(variant, ref):
         if gate is not None:
             gate.wait(60)
-        engine = Engine(loaded, max_batch_size=max_batch_size, max_queue=max_queue, batch_wait_ms=1)
+        engine = make_engine(loaded, max_batch_size=max_batch_size, max_queue=max_queue, batch_wait_ms=1)
         engine.start()
         return ServedModel(variant, ref, loaded.tokenizer, engine, loaded.context_length, release=engine.stop)
 
@@ -60,13 +61,13 @@ def registry(tmp_path_factory, tiny_base) -> Registry:
 
 
 @pytest.fixture(scope="module")
-def ab(tmp_path_factory, loaded, registry):
+def ab(tmp_path_factory, backend, registry):
     spec = ServeSpec(
         variants=["a=tiny@1", "b=tiny@2"], split="50/50", experiment="exp1", port=0, max_new_tokens=400,
         log_db=str(tmp_path_factory.mktemp("log") / "requests.db"),
     )
     server = BackgroundServer(
-        spec, api_key=KEY, opener=shared_opener(loaded), resolver=lambda ref: resolve_model(ref, registry)
+        spec, api_key=KEY, opener=shared_opener(backend), resolver=lambda ref: resolve_model(ref, registry)
     )
     with server:
         yield server
@@ -192,10 +193,10 @@ def test_ignore_eos_gives_exactly_max_tokens(oai):
         assert answer.usage.completion_tokens == 40 and answer.choices[0].finish_reason == "length"
 
 
-def test_completions_take_text_or_token_ids_and_stream(oai, loaded):
+def test_completions_take_text_or_token_ids_and_stream(oai, backend):
     prompt = "Managed the budget for"
     text = oai.completions.create(model="b", prompt=prompt, max_tokens=10, temperature=0)
-    ids = loaded.tokenizer(prompt)["input_ids"]
+    ids = backend.tokenizer(prompt)["input_ids"]
     by_ids = oai.completions.create(model="b", prompt=ids, max_tokens=10, temperature=0)
     assert text.choices[0].text == by_ids.choices[0].text and text.usage.prompt_tokens == len(ids)
     assert text.usage.completion_tokens == 10 and text.choices[0].finish_reason == "length"
@@ -305,8 +306,8 @@ def test_log_stores_redacted_text_only(ab, client):
     assert len(ab.ctx.request_log.query()) == others
 
 
-def test_log_text_none_keeps_figures_but_no_text(tmp_path, loaded, registry):
-    server = start_server(tmp_path, loaded, registry, log_text="none")
+def test_log_text_none_keeps_figures_but_no_text(tmp_path, backend, registry):
+    server = start_server(tmp_path, backend, registry, log_text="none")
     try:
         response = rewrite(httpx.Client(base_url=server.url, headers=AUTH), "user-x", text="Mail me at a.b@example.com")
         row = logged(server, response.json()["request_id"])
@@ -428,8 +429,8 @@ def test_prompt_over_the_context_is_400_in_openai_words(client):
     assert response.headers["x-cvml-variant"] in ("a", "b")
 
 
-def test_queue_full_is_429_with_retry_after(tmp_path, loaded, registry):
-    server = start_server(tmp_path, loaded, registry, engine={"max_queue": 0})
+def test_queue_full_is_429_with_retry_after(tmp_path, backend, registry):
+    server = start_server(tmp_path, backend, registry, engine={"max_queue": 0})
     try:
         response = httpx.post(f"{server.url}/v1/cv/rewrite", json={"text": "x", "task": "summary"}, headers=AUTH)
         assert response.status_code == 429 and response.headers["retry-after"] == "1"
@@ -439,8 +440,8 @@ def test_queue_full_is_429_with_retry_after(tmp_path, loaded, registry):
         server.stop()
 
 
-def test_past_the_deadline_is_504_and_ends_a_stream_with_an_error(tmp_path, loaded, registry):
-    server = start_server(tmp_path, loaded, registry, request_timeout_s=1e-6)
+def test_past_the_deadline_is_504_and_ends_a_stream_with_an_error(tmp_path, backend, registry):
+    server = start_server(tmp_path, backend, registry, request_timeout_s=1e-6)
     try:
         response = httpx.post(f"{server.url}/v1/cv/rewrite", json={"text": "x", "task": "summary"}, headers=AUTH)
         assert response.status_code == 504 and error_of(response)["code"] == "deadline_exceeded"
@@ -451,9 +452,9 @@ def test_past_the_deadline_is_504_and_ends_a_stream_with_an_error(tmp_path, load
         server.stop()
 
 
-def test_loading_is_503_until_the_model_is_in(tmp_path, loaded, registry):
+def test_loading_is_503_until_the_model_is_in(tmp_path, backend, registry):
     gate = threading.Event()
-    server = start_server(tmp_path, loaded, registry, wait_ready=False, gate=gate)
+    server = start_server(tmp_path, backend, registry, wait_ready=False, gate=gate)
     try:
         assert httpx.get(f"{server.url}/health").json()["phase"] == "loading"
         not_ready = httpx.get(f"{server.url}/ready")
@@ -471,8 +472,8 @@ def test_loading_is_503_until_the_model_is_in(tmp_path, loaded, registry):
         server.stop()
 
 
-def test_draining_refuses_new_requests_but_stays_alive(tmp_path, loaded, registry):
-    server = start_server(tmp_path, loaded, registry)
+def test_draining_refuses_new_requests_but_stays_alive(tmp_path, backend, registry):
+    server = start_server(tmp_path, backend, registry)
     try:
         server.ctx.begin_drain()
         assert httpx.get(f"{server.url}/health").status_code == 200
@@ -483,11 +484,11 @@ def test_draining_refuses_new_requests_but_stays_alive(tmp_path, loaded, registr
         server.stop()
 
 
-def test_an_unexpected_failure_is_a_500_envelope_with_the_request_id(tmp_path, loaded, registry):
+def test_an_unexpected_failure_is_a_500_envelope_with_the_request_id(tmp_path, backend, registry):
     def broken_checks(output, source, job):
         raise RuntimeError("checker crashed")
 
-    server = start_server(tmp_path, loaded, registry, checks=broken_checks)
+    server = start_server(tmp_path, backend, registry, checks=broken_checks)
     try:
         body = {"text": "x", "task": "summary", "max_tokens": 2}
         response = httpx.post(f"{server.url}/v1/cv/rewrite", json=body, headers=AUTH)
@@ -500,9 +501,9 @@ def test_an_unexpected_failure_is_a_500_envelope_with_the_request_id(tmp_path, l
         server.stop()
 
 
-def test_watching_the_registry_swaps_in_a_promotion(tmp_path, loaded, registry):
+def test_watching_the_registry_swaps_in_a_promotion(tmp_path, backend, registry):
     registry.promote("tiny@1", "prod")
-    server = start_server(tmp_path, loaded, registry, model="tiny@prod", watch_registry_s=0.2)
+    server = start_server(tmp_path, backend, registry, model="tiny@prod", watch_registry_s=0.2)
     try:
         client = httpx.Client(base_url=server.url, headers=AUTH, timeout=30)
         assert rewrite(client).json()["version"] == 1
@@ -520,7 +521,7 @@ def test_watching_the_registry_swaps_in_a_promotion(tmp_path, loaded, registry):
         server.stop()
 
 
-def test_a_failed_reload_is_409_and_the_variant_keeps_serving(tmp_path, loaded, registry):
+def test_a_failed_reload_is_409_and_the_variant_keeps_serving(tmp_path, backend, registry):
     calls = []
 
     def registry_that_goes_away(ref):
@@ -529,7 +530,7 @@ def test_a_failed_reload_is_409_and_the_variant_keeps_serving(tmp_path, loaded, 
             raise RegistryError("the registry database is gone")
         return resolve_model(ref, registry)
 
-    server = start_server(tmp_path, loaded, registry, resolver=registry_that_goes_away)
+    server = start_server(tmp_path, backend, registry, resolver=registry_that_goes_away)
     try:
         client = httpx.Client(base_url=server.url, headers=AUTH, timeout=30)
         failed = client.post("/admin/reload")

@@ -20,7 +20,7 @@ import numpy as np
 
 # transformers model_type → GGUF architecture.
 ARCHITECTURES = {"llama": "llama", "qwen2": "qwen2"}
-OUTTYPES = ("f16", "q8_0")
+OUTTYPES = ("f16", "q8_0", "q4_0")
 # llama.cpp's name for the pre-tokenizer regex a byte-level BPE tokenizer uses by default.
 PRE_TOKENIZER = "refact"
 
@@ -101,8 +101,8 @@ def write(model, tokenizer, chat_template: str, path: Path, *, outtype: str, nam
     writer.add_rope_dimension_count(int(head_dim))
     writer.add_rope_freq_base(float(_rope_theta(config)))
     writer.add_layer_norm_rms_eps(float(config.rms_norm_eps))
-    qtype = {"f16": gguf.GGMLQuantizationType.F16, "q8_0": gguf.GGMLQuantizationType.Q8_0}[outtype]
-    writer.add_file_type({"f16": gguf.LlamaFileType.MOSTLY_F16, "q8_0": gguf.LlamaFileType.MOSTLY_Q8_0}[outtype])
+    qtype = getattr(gguf.GGMLQuantizationType, outtype.upper())
+    writer.add_file_type(getattr(gguf.LlamaFileType, f"MOSTLY_{outtype.upper()}"))
     writer.add_quantization_version(gguf.GGML_QUANT_VERSION)
     _add_tokenizer(writer, tokenizer, chat_template, vocab_size=int(config.vocab_size))
 
@@ -121,9 +121,10 @@ def write(model, tokenizer, chat_template: str, path: Path, *, outtype: str, nam
         if arch == "llama" and heads is not None:
             data = _permute(data, heads)
         # Norms and biases stay f32 (tiny, and precision-sensitive); matrices take the outtype,
-        # except rows too short for a q8_0 block.
+        # except rows that are not whole quantization blocks (f16 then).
         kind = qtype
-        if data.ndim < 2 or (qtype == gguf.GGMLQuantizationType.Q8_0 and data.shape[-1] % 32):
+        block = gguf.GGML_QUANT_SIZES[qtype][0]
+        if data.ndim < 2 or data.shape[-1] % block:
             kind = gguf.GGMLQuantizationType.F32 if data.ndim < 2 else gguf.GGMLQuantizationType.F16
         if kind == gguf.GGMLQuantizationType.F32:
             writer.add_tensor(target, data.astype(np.float32))

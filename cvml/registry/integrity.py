@@ -28,7 +28,7 @@ from cvml.registry.records import ModelVersion
 # What cvml writes *about* a model next to it, some of it after registration (quantize
 # completes manifest.json and writes its report once it knows the version number): records,
 # not the model, so not hashed. Hidden files and folders (.cache/, .git/) are not either.
-RECORD_FILES = frozenset({"manifest.json", "quantize_report.json", "quantize_report.md"})
+RECORD_FILES = frozenset({"manifest.json", "quantize_report.json", "quantize_report.md", "export_report.json"})
 
 _RACY_NS = 2_000_000_000
 _CACHE_LIMIT = 100_000

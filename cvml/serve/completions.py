@@ -340,17 +340,12 @@ async def _response_format(served: ServedModel, body: Any) -> Callable[[int], An
     fmt = body.response_format
     if fmt is None or fmt.type == "text":
         return None
-    spec = fmt.model_dump(by_alias=True)
-    if getattr(served.engine, "accepts_json_schema", False):  # the runtime enforces it (OpenVINO GenAI)
-        from cvml.serve.structured import RuntimeSchema
-
-        schema = RuntimeSchema.of(spec)
-        return lambda max_new_tokens: schema
     if not getattr(served.engine, "supports_constraints", False):
         raise ApiError(400, "response_format is enforced by cvml's engine; this model is served by another",
                        param="response_format", code="unsupported_value")
     from cvml.serve.structured import grammar_constraint
 
+    spec = fmt.model_dump(by_alias=True)
     vocab = getattr(served.engine, "vocab_size", len(served.tokenizer))
     eos = getattr(served.engine, "eos_ids", ())
     try:

@@ -9,10 +9,11 @@ and stop strings (`cvml.serve.engine`'s own bookkeeping, inherited), and above t
 the A/B split, the checks, the guard, the request log and the metrics.
 
 What this engine cannot do: apply a per-request token constraint. OpenVINO GenAI takes no
-per-request logits hook, so grounded decoding is off here (`/v1/cv/rewrite` says so; the
-guard still checks every answer and resamples what fails), and `response_format` is
-enforced by OpenVINO GenAI's own structured output (xgrammar, JSON schema) instead of
-cvml's mask.
+per-request logits hook, so grounded decoding is off here (`/v1/cv/rewrite` says so in its
+`guard.grounding`; the guard still checks every answer and resamples what fails), and
+`response_format` is refused with a 400. OpenVINO GenAI's own structured output was tried
+and left out: its grammar lets tokens that decode to raw control characters into JSON
+strings (cvml's engine masks those tokens itself), so its JSON is not always valid.
 """
 
 from __future__ import annotations
@@ -55,7 +56,6 @@ class OpenVinoEngine(Engine):
     """
 
     supports_constraints = False  # no per-token hook: grounded decoding is off, the guard checks
-    accepts_json_schema = True  # response_format goes to the runtime's structured output
 
     def __init__(
         self,
@@ -199,12 +199,6 @@ class OpenVinoEngine(Engine):
             config.temperature = params.temperature
             config.top_p = params.top_p
             config.rng_seed = params.seed if params.seed is not None else time.time_ns() % 2**31
-        constraint = sequence.request.constraint
-        if constraint is not None:
-            schema = getattr(constraint, "json_schema", None)
-            if schema is None:  # only a JSON schema can be handed to the runtime
-                raise ModelError("this engine cannot apply a token constraint")
-            config.structured_output_config = openvino_genai.StructuredOutputConfig(json_schema=schema)
         return config
 
 

@@ -84,7 +84,7 @@ export function draftPrompt(input: RewriteInput): { system: string; user: string
   const source = input.text.trim();
   const user = {
     rewrite_bullet: `Rewrite this CV bullet to be stronger:\n${source}`,
-    tailor_section: `Tailor this CV section to the job.\nJob: ${(input.jobDescription ?? "").trim()}\nSection:\n${source}`,
+    tailor_section: `Tailor this CV section to the job.\nSection:\n${source}\nJob: ${(input.jobDescription ?? "").trim()}`,
     summary: `Write a profile summary from:\n${source}`,
   }[input.task];
   return { system: SYSTEM_PROMPT, user };
