@@ -171,3 +171,35 @@ def test_upstream_engine_serves_the_same_answers_through_an_openai_server(tmp_pa
             assert over.status_code == 400 and over.json()["error"]["code"] == "context_length_exceeded"
             row = RequestLog(tmp_path / "front.db").query()[0]
             assert row["status"] == 200 and row["completion_tokens"] == direct["usage"]["completion_tokens"]
+
+
+def test_cvml_serve_engine_openvino_serves_an_export_by_name_through_the_openai_client(tmp_path, tiny_base, tiny_data):
+    """The command a user types: export, then `cvml serve NAME@N --engine openvino`; the
+    official client gets a completion, the rewrite says grounding is off, /metrics counts it."""
+    import openai
+
+    from cvml.quantize.export import export
+    from cvml.recipe import ExportSpec
+    from cvml.registry import Registry
+
+    home = tmp_path / "home"
+    registry = Registry(home / "registry.db")
+    registry.register(tiny_base, "tiny", "base")
+    result = export("tiny@1", ExportSpec(format="openvino", weights="int8", data=str(tiny_data), eval_samples=4),
+                    output=tmp_path / "ov", registry=registry)
+    assert result.registered == "tiny@2"
+    server = ServeProcess(["tiny@2", "--engine", "openvino"], home)
+    try:
+        assert server.info["engine"] == "openvino"
+        client = openai.OpenAI(base_url=f"{server.url}/v1", api_key="unused", max_retries=0)
+        answer = client.chat.completions.create(model="tiny@2", messages=[{"role": "user", "content": "Led a team"}],
+                                                max_tokens=8, temperature=0)
+        assert answer.usage.completion_tokens <= 8 and answer.choices[0].finish_reason in ("stop", "length")
+        body = httpx.post(f"{server.url}/v1/cv/rewrite", json={"text": "Led a team of five engineers",
+                                                               "task": "rewrite_bullet", "max_tokens": 16}, timeout=60).json()
+        assert (body["model"], body["version"]) == ("tiny", 2) and body["guard"]["grounding"] == "off"
+        metrics = httpx.get(f"{server.url}/metrics").text
+        generated = [line for line in metrics.splitlines() if line.startswith("vllm:generation_tokens_total{")]
+        assert generated and sum(float(line.rsplit(" ", 1)[1]) for line in generated) >= answer.usage.completion_tokens
+    finally:
+        assert server.stop() == 0
