@@ -134,6 +134,7 @@ def test_no_feedback_yet_is_inconclusive(registry):
     assert result.decision.verdict == INCONCLUSIVE and "no acceptance_rate" in result.decision.reasons[0]
 
 
+@pytest.mark.integration  # hundreds of rows through the request log's writer
 def test_analysis_reads_the_request_log_and_writes_the_report(registry, tmp_path):
     from cvml.serve.requestlog import LogEntry, RequestLog
 
@@ -184,6 +185,7 @@ def test_rollback_keeps_a_and_pops_b_alias(registry, tmp_path):
     assert result.event["action"] == "rollback" and "rolled back from v3 to v2" in result.note
 
 
+@pytest.mark.integration  # hundreds of rows through the request log's writer
 def test_auto_promotes_only_on_ship(registry):
     from cvml.serve.requestlog import LogEntry, RequestLog
 

@@ -30,6 +30,7 @@ def _rejects(interval) -> np.ndarray:
 # ----------------------------------------------------------------------------- A/A false positives
 
 
+@pytest.mark.integration  # 4,000 bootstraps of 999 resamples
 def test_paired_bootstrap_false_positive_rate_matches_the_t_test():
     rng = np.random.default_rng(11)
     diffs = rng.normal(size=(4000, 30))

@@ -6,6 +6,8 @@ import subprocess
 import sys
 import time
 
+import pytest
+
 HEAVY = ("torch", "transformers", "peft", "accelerate", "datasets", "matplotlib")
 
 
@@ -19,6 +21,7 @@ def test_cli_import_pulls_no_heavy_library():
     assert out == "", f"cvml.cli imports heavy modules at start-up: {out}"
 
 
+@pytest.mark.integration  # a timed `cvml --help` in a new interpreter
 def test_help_answers_quickly():
     best = min(_time_help() for _ in range(3))
     # Python start-up + typer + rich is ~0.3 s here; torch alone would add > 1 s.

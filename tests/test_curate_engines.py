@@ -115,6 +115,7 @@ def test_shards_read_exactly_what_the_whole_file_holds(tmp_path):
     assert [line for line, _, _ in _rows(plan_shards([tmp_path / "in.csv"], 3))][:2] == [3, 5]  # its last line, as csv counts
 
 
+@pytest.mark.integration  # dedup over 1,500 generated people
 def test_dedup_reads_back_only_the_rows_whose_facts_it_compares():
     from cvml.curate.dedup import Fingerprinter, deduplicate, find_leaders
     from cvml.data.records import validate_row

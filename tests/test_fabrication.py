@@ -131,6 +131,7 @@ def benchmark():
     return module
 
 
+@pytest.mark.integration  # the DOTIN benchmark over 60 generated CVs
 def test_dotin_measurement_meets_the_targets(benchmark):
     result, _ = benchmark.run(DOTIN, n_cvs=60, people=40)
     assert result["n_planted"] > 1500 and result["n_faithful"] > 300

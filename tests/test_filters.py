@@ -114,6 +114,7 @@ def test_apply_filters_returns_the_first_reason():
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2, 3])
+@pytest.mark.integration  # every filter over 400 generated people, four times
 def test_exactly_the_planted_degenerate_targets_go(seed):
     records = [record for record in (validate_row(row)[0] for row in generate_records(400, seed=seed)) if record]
     planted = {r.id for r in records if {"quality:identical", "quality:trivial", "quality:fabricated", "quality:harmful"}

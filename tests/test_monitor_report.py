@@ -26,6 +26,7 @@ def report(reference: str, name: str, **spec) -> object:
     return Monitor(MonitorSpec(reference=reference, window=day(name), model="sim@1", **spec), seed=7).report()
 
 
+@pytest.mark.integration  # seconds: the detectors over a month of simulated logs
 def test_each_detector_fires_on_its_day_and_only_there(store_backend, tmp_path):
     seed_log(None, None, tmp_path)
 
@@ -75,6 +76,7 @@ def test_each_detector_fires_on_its_day_and_only_there(store_backend, tmp_path):
     assert oov.current["mean"] > 10 * max(oov.reference["mean"], 1e-3)
 
 
+@pytest.mark.integration  # seconds: a month of simulated logs, the report and its plots
 def test_a_report_folder_holds_json_html_pngs_and_a_manifest(tmp_path):
     seed_log(tmp_path / "requests.db", tmp_path / "registry.db", tmp_path)
     monitor = Monitor(MonitorSpec(reference="training", window=day("language_shift"), model="sim@1"),

@@ -88,6 +88,7 @@ def _false_alarms(test: str, threshold_of, n_ref: int, n_cur: int, trials: int, 
     return hits / trials
 
 
+@pytest.mark.integration  # seconds of simulated windows
 def test_a_fixed_bound_misfires_on_small_windows_and_a_calibrated_one_does_not():
     """50-request windows against a 3,000-row reference, no drift at all: Evidently's fixed
     Wasserstein bound of 0.1 flags a large share; the calibrated bound about alpha."""
@@ -173,6 +174,7 @@ def test_the_classifier_deduplicates_and_keeps_a_persons_texts_on_one_side_of_it
     assert not result.decisive(0.55, 0.001), result.auc
 
 
+@pytest.mark.integration  # a simulation of the null
 def test_the_calibrated_auc_bound_is_the_mann_whitney_null():
     assert null_auc_bound(100, 100, 0.05) == pytest.approx(0.5 + 1.6449 * np.sqrt(201 / 120000), abs=1e-4)
     rng = np.random.default_rng(6)

@@ -122,6 +122,7 @@ def _live_raw_entries(marker: str) -> int:
     )  # fmt: skip
 
 
+@pytest.mark.integration  # seconds: backoff waits and heap scans
 def test_a_log_that_cannot_write_bounds_its_queue_keeps_no_raw_text_and_counts(tmp_path, monkeypatch, caplog):
     monkeypatch.setattr(requestlog, "_RETRIES_S", (0.5, 0.5))
     monkeypatch.setattr(requestlog, "_MAX_QUEUED", 40, raising=False)

@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import json
 
+import pytest
 
+
+@pytest.mark.integration  # builds the default model (empty weights) through transformers
 def test_default_tiny_model_has_linear_dims_divisible_by_64():
     """GPTQ group sizes (32/64) must divide every linear layer of the embedded default."""
     import torch

@@ -137,6 +137,7 @@ def test_quality_plants(rows):
             assert words(r["target"]) <= 2
 
 
+@pytest.mark.integration  # serve's checks over 400 generated people
 def test_fabricated_and_harmful_plants_are_what_the_checks_find(rows):
     """Curation removes these with the same checks serve runs: each planted one is found,
     and no clean target is flagged."""
