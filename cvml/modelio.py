@@ -178,6 +178,29 @@ def pick_dtype(dtype: str, device: str):
     return getattr(torch, dtype)
 
 
+def serving_dtype(dtype: str, device: str) -> str:
+    """What 'auto' means for serving: bf16 on a GPU that has it, and on a CPU with native bf16
+    arithmetic (AVX512-BF16 or AMX), where a decode step reads half the bytes of fp32 —
+    measured at Qwen2.5-0.5B's shape on such a CPU: 12.4 tok/s against 6.4 (issue 17's
+    table; benchmarks/cpu_serving.py). Elsewhere fp32: without native bf16 every matmul
+    converts, which is slower than fp32."""
+    if dtype != "auto":
+        return dtype
+    if device.startswith("cuda"):
+        return "auto"
+    return "bfloat16" if cpu_has_native_bf16() else "float32"
+
+
+def cpu_has_native_bf16() -> bool:
+    """The CPU's flags (Linux) name a bf16 dot-product instruction."""
+    try:
+        text = Path("/proc/cpuinfo").read_text(encoding="ascii", errors="replace")
+    except OSError:
+        return False
+    flags = next((line.split(":", 1)[1].split() for line in text.splitlines() if line.startswith("flags")), [])
+    return bool({"avx512_bf16", "amx_bf16"} & set(flags))
+
+
 def check_local(base: str) -> None:
     """A base that can only be a path (hub ids are `org/name`) and does not exist is a
     typo or a missing build step: say so before transformers tries the hub.

@@ -320,7 +320,9 @@ class BenchSpec(Section):
         0.95, gt=0.5, lt=1, description="Two-sided level of the bootstrap intervals that relative gates decide on."
     )
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="Where the in-process engine runs the model.")
-    dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field("auto", description="Weight dtype for the bench.")
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
+        "auto", description="Weight dtype for the bench; auto = as `cvml serve` loads it (bf16 on a GPU or a CPU with native bf16)."
+    )
     eval_data: str | None = Field(None, description="Eval records (.jsonl or curated folder); default: curate output's test split.")
     eval_samples: int = Field(64, ge=1, description="Eval records scored for quality.")
     grounding: Grounding = Field(
@@ -373,7 +375,9 @@ class ServeSpec(Section):
         "or vLLM's OpenAI server behind cvml (GPU).",
     )
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="Where the cvml engine runs.")
-    dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field("auto", description="Weight dtype at load.")
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
+        "auto", description="Weight dtype at load; auto = bf16 on a GPU that has it and on a CPU with native bf16 (AVX512-BF16, AMX), else fp32."
+    )
     watch_registry_s: float | None = Field(
         None, gt=0, description="Poll the registry this often and swap in re-pointed aliases (no restart)."
     )

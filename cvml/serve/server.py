@@ -84,11 +84,12 @@ def cvml_opener(spec: ServeSpec) -> Opener:
 
     def open_model(variant: str, ref: ModelRef) -> ServedModel:
         from cvml._quiet import quiet_libraries
-        from cvml.modelio import load_for_inference
+        from cvml.modelio import load_for_inference, pick_device, serving_dtype
         from cvml.serve.engine import Engine
 
         quiet_libraries()
-        loaded = load_for_inference(ref, device=spec.device, dtype=spec.dtype)
+        device = pick_device(spec.device)
+        loaded = load_for_inference(ref, device=device, dtype=serving_dtype(spec.dtype, device))
         engine = Engine(
             loaded, max_batch_size=spec.max_batch_size, max_queue=spec.max_queue, batch_wait_ms=spec.batch_wait_ms
         )
@@ -248,7 +249,10 @@ def _prepare(
         ctx, refs=refs, watch_registry_s=spec.watch_registry_s, on_load_failed=failed, on_ready=ready,
         admin_key=admin_key, docs=spec.docs,
     )
-    config = uvicorn.Config(app, log_level="warning", access_log=False, timeout_graceful_shutdown=5, lifespan="on")
+    # log_config=None: uvicorn's own dictConfig would close every logging handler in the
+    # process (other libraries' included), not only configure its loggers.
+    config = uvicorn.Config(app, log_config=None, log_level="warning", access_log=False, timeout_graceful_shutdown=5,
+                            lifespan="on")
     server = _DrainingServer(
         config, ctx, url, drain_timeout_s=spec.drain_timeout_s, retention=timedelta(days=spec.log_retention_days)
     )
