@@ -32,6 +32,7 @@ def test_gguf_loads_in_llama_cpp_with_the_sources_logits(registered, tiny_data, 
     assert abs(result.perplexity["increase"]) <= max_increase
     assert result.logits["top1_agreement"] >= min_agreement and result.logits["positions"] > 8
     assert result.runtime["chat_template_matches"] and result.runtime["architecture"] == "llama"
+    assert result.runtime["tokenizer_matches"] and result.runtime["pre_tokenizer"] == "gpt-2"
     kinds = set(result.runtime["tensor_types"])
     assert kinds == {outtype.upper(), "F32"}  # matrices in the outtype, norms in f32
     assert result.size["exported_weights_bytes"] == (tmp_path / "g" / "model.gguf").stat().st_size
@@ -177,3 +178,16 @@ def test_prefix_caching_reuses_a_shared_prompt_without_changing_a_token(tiny_ope
             engine.stop()
     assert answers[True] == answers[False]
     assert answers[True][:2] == answers[True][2:]  # a regeneration from the cache is the same answer
+
+
+def test_the_pre_tokenizer_is_named_as_llama_cpp_knows_it_or_refused():
+    from cvml.quantize.gguf_format import SPLIT_PRE, pre_tokenizer_name
+
+    assert pre_tokenizer_name({"type": "ByteLevel", "add_prefix_space": False, "use_regex": True}) == "gpt-2"
+    for regex, name in SPLIT_PRE.items():  # Qwen2's and Llama 3's: a Split, then ByteLevel without its regex
+        spec = {"type": "Sequence", "pretokenizers": [{"type": "Split", "pattern": {"Regex": regex}},
+                                                      {"type": "ByteLevel", "use_regex": False}]}
+        assert pre_tokenizer_name(spec) == name
+    with pytest.raises(ValueError, match="no name"):
+        pre_tokenizer_name({"type": "Sequence", "pretokenizers": [{"type": "Split", "pattern": {"Regex": r"\d"}},
+                                                                  {"type": "ByteLevel", "use_regex": False}]})

@@ -143,6 +143,8 @@ def export(
 
     bar.start("reading it back")
     reader, runtime = _reader(spec.format, out_dir, ref)
+    if hasattr(reader, "tokenize"):  # the runtime tokenizes text itself: it must cut it as the model's tokenizer
+        runtime["tokenizer_matches"] = _same_tokens(reader, tokenizer, [tokenizer.decode(ids) for ids in probe])
     got = _logits(reader, probe)
     step = bar.start("exported perplexity", len(examples)).advance
     after = quality.perplexity(reader, examples, "cpu", step)
@@ -212,6 +214,18 @@ def _reader(fmt: str, out_dir: Path, ref):
         model.load_state_dict(gguf_format.read_state(out_dir / GGUF_FILE, config), strict=False)
         model.tie_weights()
         return model.eval(), found
+
+
+def _same_tokens(reader, tokenizer, texts: list[str]) -> bool:
+    """Raises QuantizeError when the runtime tokenizes a text differently from the model's tokenizer."""
+    for text in texts:
+        expected = tokenizer(text, add_special_tokens=False)["input_ids"]
+        if list(reader.tokenize(text)) != list(expected):
+            raise QuantizeError(
+                "the exported file tokenizes text differently from the model's tokenizer",
+                hint="Its pre-tokenizer is not one the runtime knows by this name; report the tokenizer's type.",
+            )
+    return True
 
 
 def _chat_template(folder: Path) -> str:

@@ -21,8 +21,13 @@ import numpy as np
 # transformers model_type → GGUF architecture.
 ARCHITECTURES = {"llama": "llama", "qwen2": "qwen2"}
 OUTTYPES = ("f16", "q8_0", "q4_0")
-# llama.cpp's name for the pre-tokenizer regex a byte-level BPE tokenizer uses by default.
-PRE_TOKENIZER = "refact"
+# llama.cpp's names for the pre-tokenizer regexes it knows: GPT-2's (a plain ByteLevel
+# pre-tokenizer), and the Split patterns of Qwen2 and Llama 3 before a ByteLevel step.
+GPT2_PRE = "gpt-2"
+SPLIT_PRE = {
+    r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+": "qwen2",
+    r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+": "llama-bpe",
+}
 
 _LAYER = {
     "input_layernorm.weight": "attn_norm.weight",
@@ -150,8 +155,9 @@ def _add_tokenizer(writer, tokenizer, chat_template: str, *, vocab_size: int) ->
 
     spec = json.loads(tokenizer.backend_tokenizer.to_str())
     model = spec["model"]
-    if model.get("type") != "BPE" or (spec.get("pre_tokenizer") or {}).get("type") != "ByteLevel":
-        raise ValueError("only byte-level BPE tokenizers can be written to GGUF here")
+    if model.get("type") != "BPE":
+        raise ValueError(f"only byte-level BPE tokenizers can be written to GGUF here, not {model.get('type')}")
+    pre = pre_tokenizer_name(spec.get("pre_tokenizer") or {})
     by_id = {i: tok for tok, i in model["vocab"].items()}
     special = {t["id"]: t["content"] for t in spec.get("added_tokens", [])}
     by_id.update(special)
@@ -168,7 +174,7 @@ def _add_tokenizer(writer, tokenizer, chat_template: str, *, vocab_size: int) ->
             types.append(gguf.TokenType.UNUSED)
     merges = [m if isinstance(m, str) else " ".join(m) for m in model.get("merges", [])]
     writer.add_tokenizer_model("gpt2")
-    writer.add_tokenizer_pre(PRE_TOKENIZER)
+    writer.add_tokenizer_pre(pre)
     writer.add_token_list(tokens)
     writer.add_token_types(types)
     writer.add_token_merges(merges)
@@ -179,6 +185,23 @@ def _add_tokenizer(writer, tokenizer, chat_template: str, *, vocab_size: int) ->
         writer.add_bos_token_id(int(tokenizer.bos_token_id))
     writer.add_add_bos_token(False)
     writer.add_chat_template(chat_template)
+
+
+def pre_tokenizer_name(pre: dict[str, Any]) -> str:
+    """llama.cpp's name for a tokenizer's pre-tokenization (how text is cut before BPE).
+
+    Raises:
+        ValueError: a pre-tokenizer llama.cpp has no name for (the file would tokenize
+            differently from the model's own tokenizer).
+    """
+    if pre.get("type") == "ByteLevel" and pre.get("use_regex", True):
+        return GPT2_PRE
+    steps = pre.get("pretokenizers") or []
+    if pre.get("type") == "Sequence" and len(steps) == 2 and steps[0].get("type") == "Split" and steps[1].get("type") == "ByteLevel":
+        name = SPLIT_PRE.get((steps[0].get("pattern") or {}).get("Regex"))
+        if name:
+            return name
+    raise ValueError(f"llama.cpp has no name for this tokenizer's pre-tokenizer: {json.dumps(pre)[:200]}")
 
 
 def read_metadata(path: Path) -> dict[str, Any]:
@@ -195,6 +218,7 @@ def read_metadata(path: Path) -> dict[str, Any]:
         "chat_template": _field(reader, "tokenizer.chat_template"),
         "eos_token_id": _field(reader, "tokenizer.ggml.eos_token_id"),
         "tokens": len(reader.fields["tokenizer.ggml.tokens"].data),
+        "pre_tokenizer": _field(reader, "tokenizer.ggml.pre"),
         "tensor_types": types,
     }
 
@@ -237,6 +261,10 @@ class LlamaCppLM:
         from llama_cpp import Llama
 
         self.llm = Llama(model_path=str(path), n_ctx=n_ctx, logits_all=True, verbose=False)
+
+    def tokenize(self, text: str) -> list[int]:
+        """llama.cpp's own tokenization of `text` (special tokens recognised, no BOS added)."""
+        return self.llm.tokenize(text.encode("utf-8"), add_bos=False, special=True)
 
     def __call__(self, input_ids, logits_to_keep: int = 0, **_):
         import torch
