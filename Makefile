@@ -61,10 +61,11 @@ test-web: install chromium
 chromium:
 	@command -v chromium >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq chromium; }
 
-# The unit tier alone, well under 30 s: no model built or loaded, no database server, Ray or
-# browser started, no test of more than about a second (the rule is in tests/conftest.py).
+# The unit tier alone: no model built or loaded, no database server, Ray or browser started,
+# no test of more than about a second (the rule is in tests/conftest.py). One worker per core;
+# one OpenMP thread each, since tiny tensors gain nothing from more and idle threads spin.
 test-fast: install
-	$(BIN)/pytest -q -m "not integration and not gpu"
+	OMP_NUM_THREADS=1 $(BIN)/pytest -q -n auto -m "not integration and not gpu"
 
 # Each benchmark prepares its own inputs.
 bench: install
