@@ -178,17 +178,41 @@ def pick_dtype(dtype: str, device: str):
     return getattr(torch, dtype)
 
 
-def serving_dtype(dtype: str, device: str) -> str:
-    """What 'auto' means for serving: bf16 on a GPU that has it, and on a CPU with native bf16
-    arithmetic (AVX512-BF16 or AMX), where a decode step reads half the bytes of fp32 —
-    measured at Qwen2.5-0.5B's shape on such a CPU: 12.4 tok/s against 6.4 (issue 17's
-    table; benchmarks/cpu_serving.py). Elsewhere fp32: without native bf16 every matmul
-    converts, which is slower than fp32."""
+# Below this many weights fp32 serves faster on a CPU even with native bf16: measured on the
+# 2.2M-parameter demo model, 16 clients × 64 tokens took 3.9–6.3 s in fp32 and 9–24 s in bf16.
+BF16_MIN_PARAMETERS = 100_000_000
+
+
+def serving_dtype(dtype: str, device: str, folder: str | Path | None = None) -> str:
+    """What 'auto' means for serving: bf16 on a GPU that has it; on a CPU with native bf16
+    arithmetic (AVX512-BF16 or AMX), bf16 for a model of at least BF16_MIN_PARAMETERS, where a
+    decode step is bound by reading the weights and bf16 reads half the bytes — at
+    Qwen2.5-0.5B's shape 11.4 tok/s against fp32's 7.3 (benchmarks/cpu_serving.py); fp32
+    for a smaller model, whose steps are bound by overheads that bf16 adds to, and on a CPU
+    without native bf16, where every matmul converts."""
     if dtype != "auto":
         return dtype
     if device.startswith("cuda"):
         return "auto"
-    return "bfloat16" if cpu_has_native_bf16() else "float32"
+    big = folder is not None and _weight_count(Path(folder)) >= BF16_MIN_PARAMETERS
+    return "bfloat16" if big and cpu_has_native_bf16() else "float32"
+
+
+def _weight_count(folder: Path) -> int:
+    """Weights in a folder's safetensors files, from their headers (0 when there are none)."""
+    import struct
+
+    count = 0
+    for path in folder.glob("*.safetensors"):
+        with path.open("rb") as f:
+            header = json.loads(f.read(struct.unpack("<Q", f.read(8))[0]))
+        for name, info in header.items():
+            if name != "__metadata__":
+                n = 1
+                for dim in info["shape"]:
+                    n *= dim
+                count += n
+    return count
 
 
 def cpu_has_native_bf16() -> bool:

@@ -321,7 +321,7 @@ class BenchSpec(Section):
     )
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="Where the in-process engine runs the model.")
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
-        "auto", description="Weight dtype for the bench; auto = as `cvml serve` loads it (bf16 on a GPU or a CPU with native bf16)."
+        "auto", description="Weight dtype for the bench; auto = as `cvml serve` loads it (see serve.dtype)."
     )
     eval_data: str | None = Field(None, description="Eval records (.jsonl or curated folder); default: curate output's test split.")
     eval_samples: int = Field(64, ge=1, description="Eval records scored for quality.")
@@ -376,7 +376,7 @@ class ServeSpec(Section):
     )
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="Where the cvml engine runs.")
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
-        "auto", description="Weight dtype at load; auto = bf16 on a GPU that has it and on a CPU with native bf16 (AVX512-BF16, AMX), else fp32."
+        "auto", description="Weight dtype at load; auto = bf16 on a GPU that has it, and on a CPU with native bf16 (AVX512-BF16, AMX) for models of 100M weights or more; else fp32."
     )
     watch_registry_s: float | None = Field(
         None, gt=0, description="Poll the registry this often and swap in re-pointed aliases (no restart)."

@@ -61,10 +61,8 @@ def test_end_to_end_report_has_sane_numbers(bench_run):
         assert m["output_tokens_per_s"] == pytest.approx(sum(t["output_tokens_per_s"] for t in trials) / TRIALS, rel=1e-4)
     assert report["metrics"]["load_s"] > 0 and report["metrics"]["resources"]["peak_rss_mb"] > 50
     fp = report["fingerprint"]
-    from cvml.modelio import serving_dtype
-
-    # Measured as `cvml serve` loads it: bf16 on a CPU with native bf16, else fp32.
-    assert fp["device"] == "cpu" and fp["dtype"] == serving_dtype("auto", "cpu") and fp["target"] == "engine"
+    # Measured as `cvml serve` loads it: a model this small is served in fp32 on a CPU.
+    assert fp["device"] == "cpu" and fp["dtype"] == "float32" and fp["target"] == "engine"
     assert fp["torch"] and fp["cpu_cores"] >= 1
     assert report["config"]["perf_prompts"] == "synthetic" and len(report["config"]["workload_sha256"]) == 64
 

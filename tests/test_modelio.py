@@ -89,3 +89,16 @@ def test_run_folder_resolves_to_its_registered_model(tmp_path, tiny_base):
     Registry().register(run / "model", name="cv", kind="finetune")
     ref = resolve_model(run)
     assert ref.path == run / "model" and ref.ref == "cv@1"  # lineage survives passing the run folder
+
+
+def test_serving_dtype_is_bf16_only_for_large_models_on_a_cpu_with_native_bf16(tiny_base, monkeypatch):
+    from cvml import modelio
+
+    assert modelio.serving_dtype("float16", "cpu", tiny_base) == "float16"  # an explicit choice stands
+    monkeypatch.setattr(modelio, "cpu_has_native_bf16", lambda: True)
+    assert modelio._weight_count(tiny_base) > 0
+    assert modelio.serving_dtype("auto", "cpu", tiny_base) == "float32"  # small: fp32 serves faster
+    monkeypatch.setattr(modelio, "BF16_MIN_PARAMETERS", 1)
+    assert modelio.serving_dtype("auto", "cpu", tiny_base) == "bfloat16"
+    monkeypatch.setattr(modelio, "cpu_has_native_bf16", lambda: False)
+    assert modelio.serving_dtype("auto", "cpu", tiny_base) == "float32"

@@ -231,11 +231,12 @@ def _open(label: str, ref: str, spec: BenchSpec, serve: ServeSpec, url: str | No
     loaded = None
     if quality or not url:
         from cvml._quiet import quiet_libraries
-        from cvml.modelio import load_for_inference, pick_device, serving_dtype
+        from cvml.modelio import load_for_inference, pick_device, resolve_model, serving_dtype
 
         quiet_libraries()
         device = pick_device(spec.device)  # measured as `cvml serve` would load it
-        loaded = load_for_inference(ref, device=device, dtype=serving_dtype(spec.dtype, device))
+        model_ref = resolve_model(ref)
+        loaded = load_for_inference(model_ref, device=device, dtype=serving_dtype(spec.dtype, device, model_ref.path))
     if url:
         target = HttpTarget(
             url, ref, max_new_tokens=spec.max_new_tokens, ignore_eos=spec.ignore_eos, timeout_s=spec.request_timeout_s,

@@ -89,7 +89,7 @@ def cvml_opener(spec: ServeSpec) -> Opener:
 
         quiet_libraries()
         device = pick_device(spec.device)
-        loaded = load_for_inference(ref, device=device, dtype=serving_dtype(spec.dtype, device))
+        loaded = load_for_inference(ref, device=device, dtype=serving_dtype(spec.dtype, device, ref.path))
         engine = Engine(
             loaded, max_batch_size=spec.max_batch_size, max_queue=spec.max_queue, batch_wait_ms=spec.batch_wait_ms
         )
