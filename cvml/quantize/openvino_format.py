@@ -17,7 +17,8 @@ import tempfile
 from pathlib import Path
 from typing import Any, Sequence
 
-MODEL_XML = "openvino_model.xml"
+from cvml.openvino_runtime import MODEL_XML, cpu_properties
+
 WEIGHTS = ("int8", "int4")
 # int4 groups: the largest of these that divides every compressed layer's input size.
 INT4_GROUP_SIZES = (128, 64, 32)
@@ -88,14 +89,14 @@ def model_inputs(ids: Sequence[int]) -> dict[str, Any]:
 
 
 class CompiledLM:
-    """An exported graph compiled on the CPU, called like a transformers causal LM for
-    perplexity and logits: `model(input_ids=tensor[1, n]).logits` (the state is reset per call)."""
+    """An exported graph compiled on the CPU as cvml serves it, called like a transformers
+    causal LM for perplexity and logits: `model(input_ids=tensor[1, n]).logits` (the state is
+    reset per call)."""
 
-    def __init__(self, folder: Path, *, precision: str | None = None):
+    def __init__(self, folder: Path):
         import openvino as ov
 
-        config = {"INFERENCE_PRECISION_HINT": precision} if precision else {}
-        self.compiled = ov.Core().compile_model(str(Path(folder) / MODEL_XML), "CPU", config)
+        self.compiled = ov.Core().compile_model(str(Path(folder) / MODEL_XML), "CPU", cpu_properties())
         self.request = self.compiled.create_infer_request()
 
     def __call__(self, input_ids, logits_to_keep: int = 0, **_):

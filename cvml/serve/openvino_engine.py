@@ -26,11 +26,11 @@ from pathlib import Path
 
 from cvml.errors import ConfigError, ModelError
 from cvml.modelio import ModelRef
+from cvml.openvino_runtime import MODEL_XML, cpu_properties
 from cvml.serve.engine import Engine, _abandoned, _eos_ids, _Sequence
 from cvml.serve.pool import ServedModel
 
 log = logging.getLogger(__name__)
-MODEL_XML = "openvino_model.xml"
 
 
 def require_openvino() -> None:
@@ -90,9 +90,8 @@ class OpenVinoEngine(Engine):
         scheduler.max_num_seqs = max_batch_size
         scheduler.enable_prefix_caching = prefix_caching
         scheduler.dynamic_split_fuse = True
-        properties = {"INFERENCE_NUM_THREADS": num_threads} if num_threads else {}
         self.pipeline = openvino_genai.ContinuousBatchingPipeline(
-            str(folder), openvino_genai.Tokenizer(str(folder)), scheduler, "CPU", **properties
+            str(folder), openvino_genai.Tokenizer(str(folder)), scheduler, "CPU", **cpu_properties(num_threads)
         )
         self._ids = 0
         self._handles: dict[int, object] = {}  # id(sequence) -> the pipeline's GenerationHandle
