@@ -7,7 +7,12 @@ schedule and seed, in this one process, one after the other:
 - cvml packs examples into rows (repacked every epoch) and projects onto the vocabulary
   only where a label follows;
 - the padded baseline is `transformers.Trainer` with DataCollatorForSeq2Seq padding each
-  batch to its longest example (the usual recipe), as many examples per step as cvml;
+  batch to its longest example (the usual recipe). It is paired with the cvml run: a batch
+  sampler replays cvml's data order, so at every optimizer step it trains on exactly the
+  examples cvml's packed rows held at that step, and both start from the same adapter
+  initialisation (seeded just before the adapter is attached). What differs is packing
+  against padding alone, not which examples shared a step: the eval-loss comparison is then
+  not at the mercy of shuffle noise (an unpaired padded run differs by ±0.01 from seed to seed);
 - TRL's `SFTTrainer` packs best-fit-decreasing into rows of data.max_seq_len (padding-free),
   as many rows per step as cvml (`pip install -e .[bench]`; skipped without trl).
 
@@ -171,10 +176,9 @@ def _seed_runs(args, work: Path, index: int, has_trl: bool) -> dict:
     score = lambda model: evaluate(  # noqa: E731
         model, data, recipe.train.micro_batch_size, tokenizer.pad_token_id, Accelerator(cpu=True)
     )
-    # Same number of optimizer steps and examples per step as the cvml run.
-    per_step = max(1, round(len(data.train_examples) / plan["steps_per_epoch"]))
-    log(f"[seed {seed}] Trainer + PEFT, batch {per_step} padded to longest, {steps} steps ...")
-    model, seconds, tokens = _baseline(recipe, tokenizer, data, per_step, steps, work / "baseline")
+    schedule = _cvml_schedule(recipe, plan, data)
+    log(f"[seed {seed}] Trainer + PEFT, cvml's examples of each step padded to the longest, {steps} steps ...")
+    model, seconds, tokens = _baseline(recipe, tokenizer, data, schedule, work / "baseline")
     result = {
         "seed": seed,
         "examples": len(data.train_examples),
@@ -194,14 +198,29 @@ def _seed_runs(args, work: Path, index: int, has_trl: bool) -> dict:
     return result
 
 
+def _cvml_schedule(recipe, plan: dict, data) -> list[list[int]]:
+    """For each optimizer step of the cvml run, the indices (into data.train_examples) of
+    the examples its packed rows held: cvml's data order, replayed."""
+    from cvml.train.plan import DataOrder, Plan
+
+    index = {id(example): i for i, example in enumerate(data.train_examples)}
+    order = DataOrder(Plan(**plan), data, recipe.seed, recipe.data.max_seq_len)
+    return [
+        [index[id(example)] for batch in order.step_batches(step, 0) for row in batch for example in row.examples]
+        for step in range(plan["total_steps"])
+    ]
+
+
 def _lora_model(recipe):
+    """The base model with the adapter, initialised as cvml's run initialises it."""
     import torch
+    from accelerate.utils import set_seed
     from transformers import AutoModelForCausalLM
 
     from cvml.train.modeling import attach_lora
 
-    torch.manual_seed(recipe.seed)
     model = AutoModelForCausalLM.from_pretrained(recipe.model.base, dtype=torch.float32)
+    set_seed(recipe.seed)  # as cvml.train.loop does just before attaching
     return attach_lora(model, recipe.train)
 
 
@@ -243,15 +262,21 @@ def _timed_train(trainer):
     return trainer.model.eval(), time.perf_counter() - started, tokens[0]
 
 
-def _baseline(recipe, tokenizer, data, batch_size: int, steps: int, out: Path):
-    """transformers.Trainer, each batch padded to its longest example."""
+def _baseline(recipe, tokenizer, data, schedule: list[list[int]], out: Path):
+    """transformers.Trainer, each step's examples (`schedule`) padded to the longest of them."""
     from datasets import Dataset
+    from torch.utils.data import DataLoader
     from transformers import DataCollatorForSeq2Seq, Trainer, TrainingArguments
 
+    class ReplayTrainer(Trainer):
+        def get_train_dataloader(self):
+            loader = DataLoader(self.train_dataset, batch_sampler=schedule, collate_fn=self.data_collator)
+            return self.accelerator.prepare(loader)
+
     ds = Dataset.from_list([{"input_ids": e.input_ids, "labels": e.labels} for e in data.train_examples])
-    trainer = Trainer(
+    trainer = ReplayTrainer(
         model=_lora_model(recipe),
-        args=TrainingArguments(per_device_train_batch_size=batch_size, **_train_args(recipe, steps, out)),
+        args=TrainingArguments(**_train_args(recipe, len(schedule), out)),
         train_dataset=ds,
         data_collator=DataCollatorForSeq2Seq(tokenizer, padding="longest", label_pad_token_id=-100),
     )

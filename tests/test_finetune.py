@@ -177,3 +177,25 @@ def test_the_vocabulary_is_stored_with_the_model_and_the_monitor_reads_it(lora_r
     assert report.model.ref == "e2e@1" and report.reference.kind == "training"
     for name in ("oov_rate", "source_tokens", "language", "input_text"):
         assert report.drift.feature(name).drifted is not None, name
+
+
+def test_the_optimizer_is_fused_adamw_with_the_per_tensor_update():
+    """cvml's optimizer is AdamW's fused kernel on the CPU (as transformers' Trainer uses), and
+    it updates the weights as the per-tensor AdamW does, to float rounding."""
+    from cvml.train.loop import _adamw
+
+    torch.manual_seed(0)
+    start = [torch.randn(16, 8), torch.randn(8)]
+    fused_params = [torch.nn.Parameter(t.clone()) for t in start]
+    loop_params = [torch.nn.Parameter(t.clone()) for t in start]
+    fused = _adamw(fused_params, 1e-2, 0.01)
+    loop = torch.optim.AdamW(loop_params, lr=1e-2, weight_decay=0.01, foreach=False)
+    assert fused.defaults["fused"] is True
+    for _ in range(5):
+        for params, optimizer in ((fused_params, fused), (loop_params, loop)):
+            optimizer.zero_grad()
+            sum((p**2).sum() for p in params).backward()
+            optimizer.step()
+    for a, b, s in zip(fused_params, loop_params, start):
+        assert not torch.equal(a.detach(), s)  # it moved
+        torch.testing.assert_close(a.detach(), b.detach(), rtol=1e-5, atol=1e-6)
