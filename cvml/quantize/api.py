@@ -19,13 +19,13 @@ from __future__ import annotations
 import gc
 import shutil
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cvml.errors import ConfigError, DataError
+from cvml.errors import ConfigError, DataError, QuantizeError
 from cvml.progress import OnProgress, Stages
-from cvml.errors import QuantizeError
+from cvml.quantize.registration import GatedReport, register_child
 
 # Same weights and kernels on both sides, so logits agree to rounding; a wrong zero point
 # or a mislabelled checkpoint moves them by tenths or more. Half precision rounds coarser.
@@ -39,7 +39,7 @@ _PARAMS = {
 
 
 @dataclass
-class QuantizeResult:
+class QuantizeResult(GatedReport):
     """Everything `cvml quantize` reports; `as_dict()` is quantize_report.json."""
 
     output_dir: str
@@ -59,13 +59,6 @@ class QuantizeResult:
     registered: str | None = None
     not_registered_because: str | None = None
     files: dict[str, str] = field(default_factory=dict)
-
-    @property
-    def passed(self) -> bool:
-        return bool(self.gate["passed"])
-
-    def as_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "passed": self.passed}
 
 
 def quantize(
@@ -217,7 +210,11 @@ def quantize(
         wall_s={"quantize": quantize_s, "total": time.perf_counter() - started},
         device=device,
     )
-    result.registered, result.not_registered_because = _register(result, ref, manifest, spec, registry)
+    result.registered, result.not_registered_because = register_child(
+        result, ref, manifest, spec, registry, kind="quantized", section="quantize", measured="quantized",
+        report="quantize_report.json", metadata={"method": result.method, **result.params},
+        reason=f"cvml quantize --method {result.method} --bits {result.params['bits']}",
+    )
     from cvml.quantize.report import write_report
 
     write_report(result, manifest)
@@ -328,34 +325,6 @@ def _quality(records, src, quantized) -> dict[str, Any] | None:
         "identical_outputs": sum(s["same"] for s in samples) / len(samples),
         "samples": samples,
     }
-
-
-def _register(result: QuantizeResult, ref, manifest: dict[str, Any], spec, registry) -> tuple[str | None, str | None]:
-    if not spec.register_model:
-        return None, "quantize.register_model is false"
-    if not result.passed:
-        return None, f"perplexity rose by {result.perplexity['increase']:.1%} (> {spec.max_ppl_increase:.1%})"
-    if ref.version is None:
-        return None, "the source model is not registered"
-    roles = {"train": "calibration", "validation": "validation"}
-    version = registry.register(
-        result.output_dir,
-        name=ref.name,
-        kind="quantized",
-        parent=ref.ref,
-        datasets=[{"path": v["path"], "sha256": v["sha256"], "role": roles[k]} for k, v in manifest["inputs"].items() if k in roles],
-        metadata={
-            "method": result.method,
-            **result.params,
-            "ppl_source": result.perplexity["source"]["ppl"],
-            "ppl_quantized": result.perplexity["quantized"]["ppl"],
-            "ppl_increase": result.perplexity["increase"],
-            "size_ratio_vs_fp16": result.size["ratio_vs_fp16"],
-            "report": str(Path(result.output_dir) / "quantize_report.json"),
-        },
-        reason=f"cvml quantize --method {result.method} --bits {result.params['bits']}",
-    )
-    return version.ref, None
 
 
 def _reset_cuda_peak(device: str) -> None:

@@ -14,12 +14,13 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from cvml.errors import DataError, QuantizeError
 from cvml.progress import OnProgress, Stages
+from cvml.quantize.registration import GatedReport, register_child
 
 GGUF_FILE = "model.gguf"
 REPORT_JSON = "export_report.json"
@@ -28,7 +29,7 @@ _PROBE_ROWS = 4
 
 
 @dataclass
-class ExportResult:
+class ExportResult(GatedReport):
     """Everything `cvml export` reports; `as_dict()` is export_report.json."""
 
     output_dir: str
@@ -46,13 +47,6 @@ class ExportResult:
     registered: str | None = None
     not_registered_because: str | None = None
     files: dict[str, str] = field(default_factory=dict)
-
-    @property
-    def passed(self) -> bool:
-        return bool(self.gate["passed"])
-
-    def as_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "passed": self.passed}
 
 
 def export(
@@ -170,7 +164,11 @@ def export(
         gate={"max_ppl_increase": spec.max_ppl_increase, "passed": passed},
         wall_s={"export": export_s, "total": time.perf_counter() - started},
     )
-    result.registered, result.not_registered_because = _register(result, ref, manifest, spec, registry)
+    result.registered, result.not_registered_because = register_child(
+        result, ref, manifest, spec, registry, kind="exported", section="export", measured="exported",
+        report=REPORT_JSON, metadata={"format": result.format, "weights": result.weights},
+        reason=f"cvml export {result.format} --weights {result.weights}",
+    )
     _write_report(result, manifest)
     return result
 
@@ -276,34 +274,6 @@ def _manifest(out_dir, ref, made_by, spec, params, data, calibration_sha, recipe
     )
     write_manifest(out_dir, manifest)
     return manifest
-
-
-def _register(result: ExportResult, ref, manifest, spec, registry) -> tuple[str | None, str | None]:
-    if not spec.register_model:
-        return None, "export.register_model is false"
-    if not result.passed:
-        return None, f"perplexity rose by {result.perplexity['increase']:.1%} (> {spec.max_ppl_increase:.1%})"
-    if ref.version is None:
-        return None, "the source model is not registered"
-    roles = {"train": "calibration", "validation": "validation"}
-    version = registry.register(
-        result.output_dir,
-        name=ref.name,
-        kind="exported",
-        parent=ref.ref,
-        datasets=[{"path": v["path"], "sha256": v["sha256"], "role": roles[k]} for k, v in manifest["inputs"].items() if k in roles],
-        metadata={
-            "format": result.format,
-            "weights": result.weights,
-            "ppl_source": result.perplexity["source"]["ppl"],
-            "ppl_exported": result.perplexity["exported"]["ppl"],
-            "ppl_increase": result.perplexity["increase"],
-            "size_ratio_vs_fp16": result.size["ratio_vs_fp16"],
-            "report": str(Path(result.output_dir) / REPORT_JSON),
-        },
-        reason=f"cvml export {result.format} --weights {result.weights}",
-    )
-    return version.ref, None
 
 
 def _write_report(result: ExportResult, manifest: dict[str, Any]) -> None:
