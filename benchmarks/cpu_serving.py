@@ -18,7 +18,8 @@ Workload: prompts of --prompt-tokens, distinct from their first token (no cache 
 --new-tokens greedy with EOS ignored (exactly that many). 1 client: --requests sequential
 requests; then --clients submitted at once, --batches times on fresh prompts (the median
 batch's wall gives the @clients figures). Prefix caching: OpenVinoEngine's TTFT with it on and
-off over 8 sequential requests sharing a 250-token system prefix seen once before. Table on
+off over 8 sequential requests sharing a 250-token system prefix seen once before. Export
+fidelity: each export's logits, by its runtime, against the fp32 model's. Table on
 stdout, progress on stderr, and the last stdout line is one JSON object.
 
     python benchmarks/cpu_serving.py [--shape qwen2.5-0.5b|small] [--engines cvml-fp32,ovgenai-int8]
@@ -61,6 +62,8 @@ ENGINES = {
 }
 REFERENCE_ROWS = {"ovgenai-int8+cvml-props"}
 PREFIX = "prefix-cache"
+FIDELITY = "export-fidelity"  # each export's logits, by its runtime, against the fp32 model's
+EXPORT_MODULES = {"ov-int8": "openvino_genai", "ov-int4": "openvino_genai", "q8_0.gguf": "llama_cpp", "q4_0.gguf": "llama_cpp"}
 
 
 Sample = collections.namedtuple("Sample", "ttft_s e2e_s tokens")  # one answered request
@@ -79,7 +82,7 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--requests", type=int, default=5, help="sequential requests of the 1-client figures")
     parser.add_argument("--batches", type=int, default=3, help="batches of --clients requests (median reported)")
-    every = ",".join([*ENGINES, PREFIX])
+    every = ",".join([*ENGINES, PREFIX, FIDELITY])
     parser.add_argument("--engines", default=every, help=f"a subset of {every}")
     parser.add_argument("--work", help="keeps the model and exports between runs (default: a temp dir)")
     parser.add_argument("--threads", type=int, default=CORES, help="threads of every engine (default: the cores)")
@@ -87,7 +90,7 @@ def main() -> None:
     CORES = args.threads
     os.environ["OMP_NUM_THREADS"] = str(args.threads)  # before torch is imported
     chosen = list(dict.fromkeys(e.strip() for e in args.engines.split(",") if e.strip()))
-    unknown = set(chosen) - {*ENGINES, PREFIX}
+    unknown = set(chosen) - {*ENGINES, PREFIX, FIDELITY}
     if unknown:
         parser.error(f"unknown engines: {', '.join(sorted(unknown))}")
     with contextlib.ExitStack() as stack:
@@ -111,12 +114,15 @@ def run(args, chosen: list[str], work: Path) -> tuple[dict, str]:
         log(f"building the random-weight {args.shape} model at {model_dir} ...")
         _gpu_check().build_model(args.shape, model_dir, "float32")
     skipped, failed = {}, {}
+    installed = lambda module: module is None or importlib.util.find_spec(module) is not None
     for name in chosen:
-        module = ENGINES.get(name, (None, None, "openvino_genai"))[2]
-        if module and importlib.util.find_spec(module) is None:
+        module = "openvino_genai" if name == PREFIX else None if name == FIDELITY else ENGINES[name][2]
+        if not installed(module):
             skipped[name] = f"{module} is not installed (optional extra)"
     todo = [n for n in chosen if n not in skipped]
-    needed = {ENGINES[n][3] if n in ENGINES else "ov-int8" for n in todo}  # the prefix test runs on ov-int8
+    needed = {ENGINES[n][3] if n in ENGINES else "ov-int8" for n in todo if n != FIDELITY}  # prefix test: ov-int8
+    if FIDELITY in todo:
+        needed |= {name for name, module in EXPORT_MODULES.items() if installed(module)}
     exports, errors = _exports(model_dir, work, needed)
     prompts = _prompts(model_dir, args)
     rows: dict[str, dict] = {}
@@ -130,6 +136,8 @@ def run(args, chosen: list[str], work: Path) -> tuple[dict, str]:
         try:  # one engine failing is a result, not the end of the run
             if name == PREFIX:
                 rows[PREFIX] = _prefix_cache(model_dir, exports, prompts, args)
+            elif name == FIDELITY:
+                rows[FIDELITY] = _fidelity(model_dir, {n: p for n, p in exports.items() if n not in errors}, prompts)
             else:
                 rows[name] = {"engine": ENGINES[name][0], "precision": ENGINES[name][1],
                               **measure(name, model_dir, exports, prompts, args)}
@@ -140,7 +148,8 @@ def run(args, chosen: list[str], work: Path) -> tuple[dict, str]:
                 raise
             failed[name] = f"{type(exc).__name__}: {exc}"[:400]
         gc.collect()
-    return _summary(args, rows, skipped, failed, rows.pop(PREFIX, None))
+    fidelity = rows.pop(FIDELITY, None)
+    return _summary(args, rows, skipped, failed, rows.pop(PREFIX, None), fidelity)
 
 
 def _gpu_check():
@@ -380,6 +389,45 @@ def _ov_batch(folder: Path, clients: int, properties: dict | None = None):
     return many
 
 
+def _fidelity(model_dir: Path, exports: dict, prompts: dict, windows: int = 4, tokens: int = 128) -> dict:
+    """Each export's logits, computed by the runtime that serves it (OpenVINO with cvml's CPU
+    properties, llama.cpp), against the fp32 torch model's on the same windows: relative error
+    ‖Δ‖/‖fp32‖ over every position, and how often the top token agrees. Random weights have no
+    structure for quantization groups to exploit, so int4 loses far more here than on a trained
+    model (the demo's int4 export: +0.24% perplexity); compare exports with each other."""
+    import statistics
+
+    import torch
+
+    from cvml.modelio import load_for_inference
+
+    ids = [p[:tokens] for p in prompts["one"][:windows]]
+    model = load_for_inference(model_dir, device="cpu", dtype="float32").model
+    with torch.no_grad():
+        refs = [model(input_ids=torch.tensor([w])).logits[0].float() for w in ids]
+    del model
+    out = {}
+    for name, path in sorted(exports.items()):
+        if name.startswith("ov-"):
+            from cvml.quantize.openvino_format import CompiledLM
+
+            runtime = CompiledLM(path)
+        else:
+            from cvml.quantize.gguf_format import LlamaCppLM
+
+            runtime = LlamaCppLM(path, n_ctx=2 * tokens)
+        errors, agree = [], []
+        for w, ref in zip(ids, refs):
+            got = runtime(torch.tensor([w])).logits[0].float()
+            errors.append(float((got - ref).norm() / ref.norm()))
+            agree.append(float((got.argmax(-1) == ref.argmax(-1)).float().mean()))
+        out[name] = {"rel_logit_error": round(statistics.fmean(errors), 4), "top1_agreement": round(statistics.fmean(agree), 4)}
+        log(f"  {name}: {out[name]}")
+        del runtime
+        gc.collect()
+    return {"windows": len(ids), "tokens": tokens, "exports": out}
+
+
 def _prefix_cache(model_dir: Path, exports: dict, prompts: dict, args) -> dict:
     """TTFT of OpenVinoEngine (int8) over 8 sequential requests sharing a 250-token prefix,
     with prefix caching on and off; a first request with the same prefix (untimed) primes it."""
@@ -421,13 +469,13 @@ def _row(singles: list[Sample], batch, new: int) -> dict:
     return row
 
 
-def _summary(args, rows: dict, skipped: dict, failed: dict, prefix) -> tuple[dict, str]:
+def _summary(args, rows: dict, skipped: dict, failed: dict, prefix, fidelity) -> tuple[dict, str]:
     def fmt(v, digits=2):
         return "—" if v is None else f"{v:.{digits}f}"
 
     head = (f"| engine | precision | TTFT p50 (s) | TTFT p95 (s) | decode tok/s (1 stream) | e2e p50 @1 (s) | "
             f"e2e p95 @1 (s) | agg tok/s @{args.clients} | e2e p95 @{args.clients} (s) |")
-    lines = [head, "|" + "---|" * 2 + "---:|" * 7]
+    lines = [head, "|" + "---|" * 2 + "---:|" * 7] if rows else []
     for r in rows.values():
         lines.append(f"| {r['engine']} | {r['precision']} | {fmt(r['ttft_p50_s'], 3)} | {fmt(r['ttft_p95_s'], 3)} | "
                      f"{fmt(r['decode_tok_s_1'], 1)} | {fmt(r['e2e_p50_s_1'])} | {fmt(r['e2e_p95_s_1'])} | "
@@ -438,7 +486,12 @@ def _summary(args, rows: dict, skipped: dict, failed: dict, prefix) -> tuple[dic
                      f"sharing a {prefix['shared_prefix_tokens']}-token prefix): TTFT p50 on "
                      f"{fmt(on['ttft_p50_s'], 3)} s / off {fmt(off['ttft_p50_s'], 3)} s; "
                      f"p95 on {fmt(on['ttft_p95_s'], 3)} s / off {fmt(off['ttft_p95_s'], 3)} s")
-    loads = [x for r in [*rows.values(), prefix or {}] for x in r.get("loadavg_1m", [])]
+    if fidelity:
+        lines.append(f"\nExports against the fp32 model ({fidelity['windows']} windows of {fidelity['tokens']} tokens; "
+                     "logits computed by the runtime that serves each export): "
+                     + "; ".join(f"{n}: relative logit error {r['rel_logit_error']:.3f}, top-1 agreement "
+                                 f"{r['top1_agreement']:.1%}" for n, r in fidelity["exports"].items()))
+    loads = [x for r in [*rows.values(), prefix or {}, fidelity or {}] for x in r.get("loadavg_1m", [])]
     if loads:  # a shared machine's other work shows here; spin-waiting thread pools suffer most from it
         lines.append(f"\n{CORES} thread(s) per engine on {os.cpu_count()} cores; 1-min load average during the run "
                      f"{min(loads):.1f}-{max(loads):.1f}")
@@ -461,7 +514,7 @@ def _summary(args, rows: dict, skipped: dict, failed: dict, prefix) -> tuple[dic
         "ratio_agg_8": round(rows[ours]["agg_tok_s_8"] / rows[peer]["agg_tok_s_8"], 3) if ours and peer else None,
         "cvml_e2e_p95_s_1": value(ours, "e2e_p95_s_1"), "cvml_ttft_p95_s_1": value(ours, "ttft_p95_s"),
         "prefix_cache_ttft_s": {k: prefix[k]["ttft_p50_s"] for k in ("on", "off")} if prefix else None,
-        "prefix_cache": prefix, "skipped": skipped, "failed": failed, "rows": rows,
+        "prefix_cache": prefix, "export_fidelity": fidelity, "skipped": skipped, "failed": failed, "rows": rows,
     }
     return summary, "\n".join(lines)
 
